@@ -1,0 +1,155 @@
+//! What a plugin may touch: its names, the host identity, pack-id sequences and checkpoints.
+
+use crate::config::GlobalConfig;
+use crate::store::Store;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Who we are, from `InitPluginBaseV2` / `LoadGlobalConfig`.
+#[derive(Debug, Clone, Default)]
+pub struct HostIdentity {
+    /// Written as `Source` on every sent group.
+    pub ip: String,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Per-config pack-id sequences, one per source, kept across reloads of the config so that
+/// a receiver sees gap-free sequences.
+#[derive(Debug, Default)]
+pub struct PackIds {
+    seed: String,
+    sources: Mutex<HashMap<Bytes, (String, u64)>>,
+}
+
+impl PackIds {
+    /// Sequences for one config; `seed` makes prefixes unique per config, host and process.
+    pub fn new(seed: String) -> Self {
+        Self {
+            seed,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The next pack id for `source`: `<FNV-64a hex>-<seq hex>`, sequences starting at 1.
+    pub fn next(&self, source: &Bytes) -> String {
+        let mut map = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(source.clone()).or_insert_with(|| {
+            let mut h = Fnv64a::new();
+            h.write(self.seed.as_bytes());
+            h.write(b"\0");
+            h.write(source);
+            (format!("{:X}", h.finish()), 0)
+        });
+        entry.1 += 1;
+        format!("{}-{:X}", entry.0, entry.1)
+    }
+}
+
+/// FNV-1a, 64 bit (what the original uses for pack-id prefixes).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64a(u64);
+
+impl Fnv64a {
+    /// A fresh hasher.
+    pub const fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Feeds bytes.
+    pub fn write(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash.
+    pub const fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv64a {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a plugin instance knows about where it runs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PluginContext {
+    /// Config name (`LoadConfig`'s `configName`).
+    pub config_name: Arc<str>,
+    /// Project of the config.
+    pub project: Arc<str>,
+    /// Logstore: `Category` of sent groups and SendPb's logstore argument.
+    pub logstore: Arc<str>,
+    /// Key for `IsValidToSend`.
+    pub logstore_key: i64,
+    /// Host identity.
+    pub host: Arc<HostIdentity>,
+    /// Pack-id sequences of this config.
+    pub pack_ids: Arc<PackIds>,
+    /// Pipeline-wide settings.
+    pub global: GlobalConfig,
+    /// Checkpoint store, when the base was initialised with one.
+    pub store: Option<Store>,
+}
+
+impl PluginContext {
+    /// A context for validating a config without running it.
+    pub fn for_check(config_name: &str) -> Self {
+        Self {
+            config_name: config_name.into(),
+            project: "".into(),
+            logstore: "".into(),
+            logstore_key: -1,
+            host: Arc::default(),
+            pack_ids: Arc::default(),
+            global: GlobalConfig::default(),
+            store: None,
+        }
+    }
+
+    /// Saves a checkpoint under `<config>^<key>`.
+    ///
+    /// # Errors
+    /// When no store is open or the write fails.
+    pub fn save_checkpoint(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        match &self.store {
+            Some(s) => s.save(&self.config_name, key, value),
+            None => Err("no checkpoint store".into()),
+        }
+    }
+
+    /// Reads a checkpoint saved by [`PluginContext::save_checkpoint`].
+    pub fn get_checkpoint(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.as_ref()?.get(&self.config_name, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_ids_count_per_source_in_hex() {
+        let p = PackIds::new("cfg".into());
+        let a = Bytes::from_static(b"a");
+        let ids: Vec<String> = (0..17).map(|_| p.next(&a)).collect();
+        let (prefix, seq) = ids[16].split_once('-').unwrap();
+        assert_eq!(seq, "11");
+        assert!(ids.iter().all(|i| i.starts_with(prefix)));
+        let other = p.next(&Bytes::from_static(b"b"));
+        assert!(other.ends_with("-1") && !other.starts_with(prefix));
+    }
+
+    #[test]
+    fn fnv64a_known_vector() {
+        let mut h = Fnv64a::new();
+        h.write(b"a");
+        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
+    }
+}

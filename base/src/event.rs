@@ -1,0 +1,187 @@
+//! The data model: log events moving through a pipeline in groups.
+//!
+//! Keys and values are [`Bytes`]: a value parsed out of a host buffer is a slice of that
+//! buffer (a reference count, no copy), and a value a plugin creates owns its bytes.
+
+use bytes::Bytes;
+
+/// One log: a timestamp and ordered key/value contents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Seconds since the Unix epoch.
+    pub time: u32,
+    /// Nanoseconds within the second, when known.
+    pub time_ns: Option<u32>,
+    /// Ordered contents; keys are unique when set through [`LogEvent::set`].
+    pub contents: Vec<(Bytes, Bytes)>,
+}
+
+impl LogEvent {
+    /// An empty event stamped with `time`.
+    pub fn new(time: u32) -> Self {
+        Self {
+            time,
+            time_ns: None,
+            contents: Vec::new(),
+        }
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        self.contents
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, replacing an existing value in place.
+    pub fn set(&mut self, key: Bytes, value: Bytes) {
+        match self.contents.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.contents.push((key, value)),
+        }
+    }
+
+    /// Removes every content named `key`; returns the first removed value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
+        let mut removed = None;
+        self.contents.retain(|(k, v)| {
+            if k.as_ref() == key {
+                removed.get_or_insert_with(|| v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        removed
+    }
+
+    /// Approximate serialized size in bytes (used for group size limits).
+    pub fn byte_size(&self) -> usize {
+        self.contents
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>()
+            + 12
+    }
+}
+
+/// A batch of events that share tags, topic and source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventGroup {
+    /// The events, in arrival order.
+    pub events: Vec<LogEvent>,
+    /// Group tags (`LogTag`s); an aggregated group ends with `__pack_id__`.
+    pub tags: Vec<(Bytes, Bytes)>,
+    /// Topic of the group (empty when none).
+    pub topic: Bytes,
+    /// Where the events came from (an input plugin, or the host's pack id prefix);
+    /// aggregators keep one pack-id sequence per source.
+    pub source: Bytes,
+}
+
+impl EventGroup {
+    /// An empty group from `source`.
+    pub fn new(source: Bytes) -> Self {
+        Self {
+            source,
+            ..Self::default()
+        }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether the group has no events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The value of tag `key`, if present.
+    pub fn tag(&self, key: &[u8]) -> Option<&Bytes> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Current time as (seconds, nanoseconds) since the Unix epoch.
+pub fn now() -> (u32, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as u32, d.subsec_nanos())
+}
+
+/// Parses host tags of the form `k1~=~v1^^^k2~=~v2`.
+///
+/// Pairs without `~=~` are kept with an empty value; empty pairs are skipped.
+pub fn parse_tags(raw: &Bytes) -> Vec<(Bytes, Bytes)> {
+    const PAIR: &[u8] = b"^^^";
+    const KV: &[u8] = b"~=~";
+    let mut tags = Vec::new();
+    let mut rest = 0usize;
+    let data = raw.as_ref();
+    while rest <= data.len() {
+        let end = find(&data[rest..], PAIR).map_or(data.len(), |i| rest + i);
+        let pair = &data[rest..end];
+        if !pair.is_empty() {
+            match find(pair, KV) {
+                Some(i) => tags.push((
+                    raw.slice(rest..rest + i),
+                    raw.slice(rest + i + KV.len()..end),
+                )),
+                None => tags.push((raw.slice(rest..end), Bytes::new())),
+            }
+        }
+        rest = end + PAIR.len();
+    }
+    tags
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_parse_pairs_and_edge_cases() {
+        let t = parse_tags(&Bytes::from_static(b"k1~=~v1^^^k2~=~v2"));
+        assert_eq!(
+            t,
+            vec![
+                (Bytes::from_static(b"k1"), Bytes::from_static(b"v1")),
+                (Bytes::from_static(b"k2"), Bytes::from_static(b"v2"))
+            ]
+        );
+        assert!(parse_tags(&Bytes::new()).is_empty());
+        let t = parse_tags(&Bytes::from_static(b"^^^a^^^b~=~^^^"));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0], (Bytes::from_static(b"a"), Bytes::new()));
+        assert_eq!(t[1], (Bytes::from_static(b"b"), Bytes::new()));
+    }
+
+    #[test]
+    fn set_replaces_and_remove_removes_all() {
+        let mut e = LogEvent::new(1);
+        e.set(Bytes::from_static(b"a"), Bytes::from_static(b"1"));
+        e.set(Bytes::from_static(b"a"), Bytes::from_static(b"2"));
+        assert_eq!(e.contents.len(), 1);
+        assert_eq!(e.get(b"a").unwrap().as_ref(), b"2");
+        e.contents
+            .push((Bytes::from_static(b"a"), Bytes::from_static(b"3")));
+        assert_eq!(e.remove(b"a").unwrap().as_ref(), b"2");
+        assert!(e.contents.is_empty());
+    }
+}

@@ -1,0 +1,363 @@
+//! The base exports of the iLogtail 1.x/2.x generation, plus `Stop` and `CheckConfig`.
+//!
+//! Conventions: `GoInt` results are `0` on success; `LoadConfig`, `LoadGlobalConfig`,
+//! `UnloadConfig` and `InitPluginBase[V2]` return `1` on any error (as the ABI requires);
+//! the `Process*` calls return the non-zero code of [`Code`] that says what was wrong.
+
+use super::{containerMeta, guard, malloc_text, reject, GoInt, GoInt64, GoSlice, GoString};
+use crate::event::{now, parse_tags, EventGroup, LogEvent};
+use crate::manager::{self, Code};
+use crate::proto;
+use bytes::Bytes;
+use std::ffi::c_char;
+
+fn ok_or_one(c: Code) -> GoInt {
+    if c == Code::Ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// Initialises the plugin system (once; later calls return 0): opens the checkpoint store
+/// (`./go_plugin_checkpoint`) and finds the adaptor. Returns 1 when it cannot start.
+#[no_mangle]
+pub extern "C" fn InitPluginBase() -> GoInt {
+    guard("InitPluginBase", 1, || ok_or_one(manager::get().init(None)))
+}
+
+/// Initialises the plugin system with the host's JSON (`LogtailSysConfDir`, `HostIP`,
+/// `Hostname`, `LoongCollector*Dir`; unknown keys ignored). Once only; later calls return 0.
+/// Returns 1 when the JSON is malformed or the checkpoint store cannot be opened.
+#[no_mangle]
+pub extern "C" fn InitPluginBaseV2(cfgJson: GoString) -> GoInt {
+    guard("InitPluginBaseV2", 1, || {
+        // SAFETY: the host passes a valid GoString for the duration of the call.
+        match unsafe { cfgJson.text() } {
+            Ok(j) => ok_or_one(manager::get().init(Some(j))),
+            Err(c) => ok_or_one(reject("InitPluginBaseV2", "cfgJson", c)),
+        }
+    })
+}
+
+/// Applies process-wide settings on its first call (`HoldOnTimeoutMs`, `ProcessTimeoutMs`,
+/// `HostIP`, `Hostname`). Returns 1 for malformed JSON, 0 otherwise.
+#[no_mangle]
+pub extern "C" fn LoadGlobalConfig(jsonStr: GoString) -> GoInt {
+    guard("LoadGlobalConfig", 1, || {
+        // SAFETY: as above.
+        match unsafe { jsonStr.text() } {
+            Ok(j) => ok_or_one(manager::get().load_global(j)),
+            Err(c) => ok_or_one(reject("LoadGlobalConfig", "jsonStr", c)),
+        }
+    })
+}
+
+/// Loads (or, with an empty `jsonStr`, removes; or, with a loaded name, replaces) a pipeline
+/// config. Accepted only while the plugin system is held (before the first `Resume` or after
+/// `HoldOn`). Returns 0 on success, 1 on any error (each problem is logged naming the config,
+/// the plugin and the field).
+#[no_mangle]
+pub extern "C" fn LoadConfig(
+    project: GoString,
+    logstore: GoString,
+    configName: GoString,
+    logstoreKey: GoInt64,
+    jsonStr: GoString,
+) -> GoInt {
+    guard("LoadConfig", 1, || {
+        // SAFETY: the host passes valid GoStrings for the duration of the call.
+        let args = unsafe {
+            (|| {
+                Ok::<_, (&'static str, Code)>((
+                    project.text().map_err(|c| ("project", c))?,
+                    logstore.text().map_err(|c| ("logstore", c))?,
+                    configName.text().map_err(|c| ("configName", c))?,
+                    jsonStr.text().map_err(|c| ("jsonStr", c))?,
+                ))
+            })()
+        };
+        match args {
+            Ok((p, l, n, j)) => ok_or_one(manager::get().load_config(p, l, n, logstoreKey, j)),
+            Err((arg, c)) => ok_or_one(reject("LoadConfig", arg, c)),
+        }
+    })
+}
+
+/// Removes a config while held. Returns 0 on success, 1 otherwise.
+#[no_mangle]
+pub extern "C" fn UnloadConfig(
+    project: GoString,
+    logstore: GoString,
+    configName: GoString,
+) -> GoInt {
+    guard("UnloadConfig", 1, || {
+        // SAFETY: as above.
+        let checked = unsafe { (project.text(), logstore.text(), configName.text()) };
+        match checked {
+            (Ok(_), Ok(_), Ok(n)) => ok_or_one(manager::get().unload_config(n)),
+            _ => ok_or_one(reject("UnloadConfig", "arguments", Code::InvalidArgument)),
+        }
+    })
+}
+
+/// Stops every running config within a bounded time. `exitFlag == 0`: undelivered data is
+/// parked and handed to the config's next instance. `exitFlag != 0`: the process is exiting;
+/// data is delivered until `HoldOnTimeoutMs` (default 5 s) and checkpoints are flushed.
+#[no_mangle]
+pub extern "C" fn HoldOn(exitFlag: GoInt) {
+    guard("HoldOn", (), || manager::get().hold_on(exitFlag != 0))
+}
+
+/// Starts every loaded config.
+#[no_mangle]
+pub extern "C" fn Resume() {
+    guard("Resume", (), || {
+        manager::get().resume();
+    })
+}
+
+/// Stops one config. `removedFlag == 0`: its undelivered data is parked for its next
+/// instance; otherwise the config is removed after delivering what the host accepts within
+/// `HoldOnTimeoutMs`, and the rest is sent after the next `Resume`.
+#[no_mangle]
+pub extern "C" fn Stop(configName: GoString, removedFlag: GoInt) {
+    guard("Stop", (), || {
+        // SAFETY: as above.
+        match unsafe { configName.text() } {
+            Ok(n) => {
+                manager::get().stop(n, removedFlag != 0);
+            }
+            Err(c) => {
+                reject("Stop", "configName", c);
+            }
+        }
+    })
+}
+
+/// Source key of host-fed data: the host's pack id without its sequence.
+fn host_source(pack_id: &[u8]) -> Bytes {
+    let prefix = match pack_id.iter().rposition(|b| *b == b'-') {
+        Some(i) => &pack_id[..i],
+        None => pack_id,
+    };
+    let mut s = Vec::with_capacity(prefix.len() + 5);
+    s.extend_from_slice(b"host:");
+    s.extend_from_slice(prefix);
+    Bytes::from(s)
+}
+
+/// Shared body of the `Process*` exports: checks the config name, builds the group, pushes it.
+fn push(
+    export: &'static str,
+    config: GoString,
+    pack_id: GoString,
+    build: impl FnOnce() -> Result<EventGroup, (&'static str, Code)>,
+) -> GoInt {
+    guard(export, Code::Internal as GoInt, || {
+        // SAFETY: the host passes valid arguments for the duration of the call.
+        let name = match unsafe { config.text() } {
+            Ok(n) => n,
+            Err(c) => return reject(export, "configName", c) as GoInt,
+        };
+        // SAFETY: as above.
+        let pack = match unsafe { pack_id.bytes() } {
+            Ok(p) => p,
+            Err(c) => return reject(export, "packId", c) as GoInt,
+        };
+        let mut group = match build() {
+            Ok(g) => g,
+            Err((arg, c)) => return reject(export, arg, c) as GoInt,
+        };
+        group.source = host_source(pack);
+        let code = manager::get().push(name, group);
+        if code != Code::Ok && code != Code::Timeout {
+            tracing::debug!(
+                export,
+                config = name,
+                error = code.describe(),
+                "push refused"
+            );
+        }
+        code as GoInt
+    })
+}
+
+/// Copies a borrowed slice into an owned buffer that parsed fields can slice.
+///
+/// # Safety
+/// As for [`GoSlice::bytes`].
+unsafe fn owned(s: &GoSlice, arg: &'static str) -> Result<Bytes, (&'static str, Code)> {
+    // SAFETY: forwarded contract.
+    unsafe { s.bytes() }
+        .map(Bytes::copy_from_slice)
+        .map_err(|c| (arg, c))
+}
+
+/// # Safety
+/// As for [`GoString::bytes`].
+unsafe fn owned_str(s: &GoString, arg: &'static str) -> Result<Bytes, (&'static str, Code)> {
+    // SAFETY: forwarded contract.
+    unsafe { s.bytes() }
+        .map(Bytes::copy_from_slice)
+        .map_err(|c| (arg, c))
+}
+
+fn raw_group(raw: Bytes, topic: Bytes, tags: Bytes) -> EventGroup {
+    let (sec, _) = now();
+    let mut e = LogEvent::new(sec);
+    e.contents.push((Bytes::from_static(b"content"), raw));
+    EventGroup {
+        events: vec![e],
+        tags: parse_tags(&tags),
+        topic,
+        source: Bytes::new(),
+    }
+}
+
+/// Pushes one raw line (as field `content`) into the config's processors. Blocks while the
+/// pipeline is full (at most `ProcessTimeoutMs`). Returns 0, or a non-zero error code.
+#[no_mangle]
+pub extern "C" fn ProcessRawLog(
+    configName: GoString,
+    rawLog: GoSlice,
+    packId: GoString,
+    topic: GoString,
+) -> GoInt {
+    push("ProcessRawLog", configName, packId, || {
+        // SAFETY: valid for the call.
+        let (raw, topic) = unsafe { (owned(&rawLog, "rawLog")?, owned_str(&topic, "topic")?) };
+        Ok(raw_group(raw, topic, Bytes::new()))
+    })
+}
+
+/// As `ProcessRawLog`, with tags `k1~=~v1^^^k2~=~v2`.
+#[no_mangle]
+pub extern "C" fn ProcessRawLogV2(
+    configName: GoString,
+    rawLog: GoSlice,
+    packId: GoString,
+    topic: GoString,
+    tags: GoSlice,
+) -> GoInt {
+    push("ProcessRawLogV2", configName, packId, || {
+        // SAFETY: valid for the call.
+        let (raw, topic, tags) = unsafe {
+            (
+                owned(&rawLog, "rawLog")?,
+                owned_str(&topic, "topic")?,
+                owned(&tags, "tags")?,
+            )
+        };
+        Ok(raw_group(raw, topic, tags))
+    })
+}
+
+/// Pushes one serialized `Log` with tags `k1~=~v1^^^k2~=~v2` into the config's processors.
+/// Returns 0, or a non-zero error code (malformed protobuf: 4).
+#[no_mangle]
+pub extern "C" fn ProcessLog(
+    configName: GoString,
+    logBytes: GoSlice,
+    packId: GoString,
+    topic: GoString,
+    tags: GoSlice,
+) -> GoInt {
+    push("ProcessLog", configName, packId, || {
+        // SAFETY: valid for the call.
+        let (buf, topic, tags) = unsafe {
+            (
+                owned(&logBytes, "logBytes")?,
+                owned_str(&topic, "topic")?,
+                owned(&tags, "tags")?,
+            )
+        };
+        let log = proto::decode_log(&buf).map_err(|_| ("logBytes", Code::BadProtobuf))?;
+        Ok(EventGroup {
+            events: vec![log],
+            tags: parse_tags(&tags),
+            topic,
+            source: Bytes::new(),
+        })
+    })
+}
+
+/// Pushes a serialized `LogGroup` into the config's processors (its logs, topic and tags).
+/// Returns 0, or a non-zero error code (malformed protobuf: 4).
+#[no_mangle]
+pub extern "C" fn ProcessLogGroup(
+    configName: GoString,
+    logGroup: GoSlice,
+    packId: GoString,
+) -> GoInt {
+    push("ProcessLogGroup", configName, packId, || {
+        // SAFETY: valid for the call.
+        let buf = unsafe { owned(&logGroup, "logGroup")? };
+        proto::decode_log_group(&buf).map_err(|_| ("logGroup", Code::BadProtobuf))
+    })
+}
+
+/// Container file-collection commands (1 update file, 2 remove file, 3 update all, 4 stop
+/// file). No built-in plugin consumes them yet: they are validated and logged.
+#[no_mangle]
+pub extern "C" fn CtlCmd(configName: GoString, cmdId: GoInt, detail: GoString) {
+    guard("CtlCmd", (), || {
+        // SAFETY: valid for the call.
+        match unsafe { (configName.text(), detail.bytes()) } {
+            (Ok(n), Ok(d)) if (1..=4).contains(&cmdId) => {
+                tracing::debug!(
+                    config = n,
+                    cmd = cmdId,
+                    detail_len = d.len(),
+                    "CtlCmd ignored: no plugin handles container commands"
+                );
+            }
+            (Ok(n), Ok(_)) => {
+                tracing::warn!(config = n, cmd = cmdId, "CtlCmd: unknown command id");
+            }
+            _ => {
+                reject("CtlCmd", "arguments", Code::InvalidArgument);
+            }
+        }
+    })
+}
+
+/// Container metadata for `containerId`, allocated with `malloc` for the host to `free`.
+/// This runtime does no container discovery, so it returns NULL ("unknown") for every id.
+#[no_mangle]
+pub extern "C" fn GetContainerMeta(containerId: GoString) -> *mut containerMeta {
+    guard("GetContainerMeta", std::ptr::null_mut(), || {
+        // SAFETY: valid for the call.
+        if let Err(c) = unsafe { containerId.text() } {
+            reject("GetContainerMeta", "containerId", c);
+        }
+        std::ptr::null_mut()
+    })
+}
+
+/// Checks a pipeline config without loading it (our extension, used by
+/// `host-harness validate`). Returns NULL when valid; otherwise a `malloc`ed, NUL-terminated
+/// text with one error per line, each naming the config, the plugin and the field, which the
+/// caller frees with `free()`. Needs no `InitPluginBase`.
+#[no_mangle]
+pub extern "C" fn CheckConfig(configName: GoString, jsonStr: GoString) -> *mut c_char {
+    guard(
+        "CheckConfig",
+        malloc_text("internal error while checking the config"),
+        || {
+            // SAFETY: valid for the call.
+            let (name, json) = match unsafe { (configName.text(), jsonStr.text()) } {
+                (Ok(n), Ok(j)) => (n, j),
+                (Err(c), _) => return malloc_text(&format!("configName: {}", c.describe())),
+                (_, Err(c)) => return malloc_text(&format!("jsonStr: {}", c.describe())),
+            };
+            match manager::Manager::check(name, json) {
+                Ok(_) => std::ptr::null_mut(),
+                Err(errors) => {
+                    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    malloc_text(&text.join("\n"))
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,3 @@
+//! Aggregator plugins: one file each.
+
+pub mod default;

@@ -1,0 +1,4 @@
+//! Flusher plugins: one file each.
+
+pub mod sls;
+pub mod stdout;

@@ -1,0 +1,24 @@
+//! `processor_default`: passes groups through unchanged.
+
+use crate::config::{parse_detail, DetailError};
+use crate::context::PluginContext;
+use crate::event::EventGroup;
+use crate::plugins::{Plugin, Processor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `processor_default` takes no options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {}
+
+struct Default;
+
+pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Plugin, DetailError> {
+    let _: Options = parse_detail(detail)?;
+    Ok(Plugin::Processor(Box::new(Default)))
+}
+
+impl Processor for Default {
+    fn process(&mut self, _group: &mut EventGroup) {}
+}

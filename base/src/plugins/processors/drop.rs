@@ -1,0 +1,64 @@
+//! `processor_drop`: removes the named keys from every log.
+
+use crate::config::{parse_detail, DetailError};
+use crate::context::PluginContext;
+use crate::event::EventGroup;
+use crate::plugins::{Plugin, Processor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Options of `processor_drop`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct Options {
+    /// Keys to remove.
+    drop_keys: Vec<String>,
+}
+
+struct Drop {
+    keys: Vec<Vec<u8>>,
+}
+
+pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Plugin, DetailError> {
+    let o: Options = parse_detail(detail)?;
+    Ok(Plugin::Processor(Box::new(Drop {
+        keys: o.drop_keys.into_iter().map(String::into_bytes).collect(),
+    })))
+}
+
+impl Processor for Drop {
+    fn process(&mut self, group: &mut EventGroup) {
+        for e in &mut group.events {
+            e.contents
+                .retain(|(k, _)| !self.keys.iter().any(|d| d.as_slice() == k.as_ref()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::LogEvent;
+    use bytes::Bytes;
+
+    #[test]
+    fn drops_listed_keys_only() {
+        let d = serde_json::json!({"DropKeys": ["a", "c"]});
+        let Ok(Plugin::Processor(mut p)) = build(&d, &PluginContext::for_check("t")) else {
+            panic!("build")
+        };
+        let mut e = LogEvent::new(0);
+        for k in ["a", "b", "c"] {
+            e.set(Bytes::from(k), Bytes::from_static(b"v"));
+        }
+        let mut g = EventGroup::default();
+        g.events.push(e);
+        p.process(&mut g);
+        let keys: Vec<_> = g.events[0]
+            .contents
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert_eq!(keys, vec![Bytes::from_static(b"b")]);
+    }
+}
