@@ -142,6 +142,9 @@ pub struct Payload {
     pub lines: usize,
     /// Shard hash for SendPbV2, if any.
     pub shard_hash: Option<String>,
+    /// Key in the checkpoint store when this payload was persisted at exit; removed from the
+    /// store once the host accepts it.
+    pub spill_key: Option<Vec<u8>>,
 }
 
 /// Result codes of the host's send callbacks.
@@ -269,12 +272,18 @@ pub fn deliver(p: Payload, ctl: &FlushControl) -> (Delivery, u64) {
 /// Delivers parked payloads in order, before any new data; stops (keeping the rest, in
 /// order) as soon as the control says to park.
 pub fn deliver_parked(ctl: &FlushControl) -> usize {
+    deliver_parked_then(ctl, |_| {})
+}
+
+/// As [`deliver_parked`], calling `on_sent` for each payload the host accepted.
+pub fn deliver_parked_then(ctl: &FlushControl, mut on_sent: impl FnMut(&Payload)) -> usize {
     let mut sent = 0;
     loop {
         let Some(p) = ctl.lock_parked().pop_front() else {
             return sent;
         };
         if try_deliver(&p, ctl).0 {
+            on_sent(&p);
             sent += 1;
         } else {
             ctl.lock_parked().push_front(p);

@@ -212,6 +212,18 @@ impl Manager {
             }
         };
         host::init();
+        let spilled = store.spilled();
+        if !spilled.is_empty() {
+            tracing::info!(
+                groups = spilled.len(),
+                logs = spilled.iter().map(|p| p.lines).sum::<usize>(),
+                "re-sending log groups the host had not accepted before the last exit"
+            );
+            st.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(spilled);
+        }
         let t = &st.tunables;
         let host = HostIdentity {
             ip: t.host_ip.clone().or(cfg.host_ip).unwrap_or_default(),
@@ -414,17 +426,7 @@ impl Manager {
             store.flush();
         }
         if exit {
-            let (groups, logs) = st.configs.values().fold((0, 0), |acc, s| {
-                let (g, l) = s.pipeline.parked_counts();
-                (acc.0 + g, acc.1 + l)
-            });
-            if groups > 0 {
-                tracing::warn!(
-                    groups,
-                    logs,
-                    "exiting with undelivered log groups the host did not accept in time"
-                );
-            }
+            Self::spill_undelivered(&mut st);
         }
         tracing::info!(
             exit,
@@ -433,17 +435,48 @@ impl Manager {
         );
     }
 
+    /// At exit: moves every undelivered group (parked by pipelines or left by removed configs)
+    /// into the store, so the next process start re-sends it with the same pack ids.
+    fn spill_undelivered(st: &mut State) {
+        let mut all: Vec<Payload> = Vec::new();
+        for s in st.configs.values() {
+            let parked = s.pipeline.parked();
+            let mut q = parked.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(q.drain(..));
+        }
+        let orphans = st.orphans.clone();
+        let mut q = orphans.lock().unwrap_or_else(|e| e.into_inner());
+        all.extend(q.drain(..));
+        if all.is_empty() {
+            return;
+        }
+        let logs: usize = all.iter().map(|p| p.lines).sum();
+        match st.env.as_ref().and_then(|e| e.store.as_ref()) {
+            Some(store) => match store.spill(&mut all) {
+                Ok(n) => tracing::warn!(
+                    groups = all.len(),
+                    logs,
+                    newly_persisted = n,
+                    "the host did not accept these log groups before exit; kept in the checkpoint store and re-sent after the next start"
+                ),
+                Err(e) => tracing::error!(groups = all.len(), logs, error = %e, "cannot persist undelivered log groups at exit: they are lost"),
+            },
+            None => tracing::error!(groups = all.len(), logs, "no checkpoint store: undelivered log groups are lost at exit"),
+        }
+        // Kept in memory too, in case the host resumes instead of exiting.
+        q.extend(all);
+    }
+
     /// `Resume`: starts every loaded config (and delivery of removed configs' data).
     pub fn resume(&self) -> Code {
         let mut st = self.lock();
-        let Some(env) = &st.env else {
+        let Some((rt, store)) = st.env.as_ref().map(|e| (e.rt.clone(), e.store.clone())) else {
             tracing::error!("Resume before InitPluginBase");
             return Code::NotInitialized;
         };
         if st.running {
             return Code::Ok;
         }
-        let rt = env.rt.clone();
         let mut feeds = HashMap::new();
         for (name, slot) in st.configs.iter_mut() {
             match slot.pipeline.start(&rt) {
@@ -467,7 +500,11 @@ impl Manager {
             match std::thread::Builder::new()
                 .name("flush-removed".into())
                 .spawn(move || {
-                    host::deliver_parked(&c);
+                    host::deliver_parked_then(&c, |p| {
+                        if let (Some(s), Some(k)) = (&store, &p.spill_key) {
+                            s.unspill(k);
+                        }
+                    });
                 }) {
                 Ok(h) => st.orphan_sender = Some((ctl, h)),
                 Err(e) => {

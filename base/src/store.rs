@@ -2,7 +2,82 @@
 //!
 //! Keys follow iLogtail's scheme `<configName>^<key>`.
 
+use crate::host::Payload;
 use std::path::{Path, PathBuf};
+
+/// Tree holding log groups the host had not accepted when the process exited.
+const UNDELIVERED: &str = "undelivered";
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn encode_payload(p: &Payload) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.data.len() + 64);
+    out.push(1); // format version
+    put_bytes(&mut out, p.config.as_bytes());
+    put_bytes(&mut out, p.logstore.as_bytes());
+    out.extend_from_slice(&p.logstore_key.to_le_bytes());
+    out.extend_from_slice(&(p.lines as u64).to_le_bytes());
+    match &p.shard_hash {
+        Some(h) => {
+            out.push(1);
+            put_bytes(&mut out, h.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_bytes(&mut out, &p.data);
+    out
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        self.take(n)
+    }
+    fn text(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+}
+
+fn decode_payload(v: &[u8], key: Vec<u8>) -> Option<Payload> {
+    let mut c = Cursor(v);
+    if c.take(1)? != [1] {
+        return None;
+    }
+    let config = c.text()?;
+    let logstore = c.text()?;
+    let logstore_key = c.u64()? as i64;
+    let lines = usize::try_from(c.u64()?).ok()?;
+    let shard_hash = match c.take(1)?[0] {
+        1 => Some(c.text()?),
+        _ => None,
+    };
+    let data = c.bytes()?.to_vec();
+    Some(Payload {
+        config: config.into(),
+        logstore: logstore.into(),
+        logstore_key,
+        data,
+        lines,
+        shard_hash,
+        spill_key: Some(key),
+    })
+}
 
 /// A handle to the checkpoint store; cheap to clone.
 #[derive(Clone, Debug)]
@@ -59,6 +134,57 @@ impl Store {
             .map(|v| v.to_vec())
     }
 
+    fn undelivered(&self) -> Result<sled::Tree, String> {
+        self.db.open_tree(UNDELIVERED).map_err(|e| e.to_string())
+    }
+
+    /// Persists payloads the host did not accept before exit; each gets its store key.
+    ///
+    /// # Errors
+    /// When the store fails to write.
+    pub fn spill(&self, payloads: &mut [Payload]) -> Result<usize, String> {
+        let tree = self.undelivered()?;
+        let mut n = 0;
+        for p in payloads.iter_mut().filter(|p| p.spill_key.is_none()) {
+            let id = self.db.generate_id().map_err(|e| e.to_string())?;
+            let key = id.to_be_bytes().to_vec();
+            tree.insert(&key, encode_payload(p))
+                .map_err(|e| e.to_string())?;
+            p.spill_key = Some(key);
+            n += 1;
+        }
+        tree.flush().map_err(|e| e.to_string())?;
+        Ok(n)
+    }
+
+    /// Payloads persisted by an earlier process, oldest first.
+    pub fn spilled(&self) -> Vec<Payload> {
+        let Ok(tree) = self.undelivered() else {
+            return Vec::new();
+        };
+        tree.iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| {
+                let p = decode_payload(&v, k.to_vec());
+                if p.is_none() {
+                    tracing::error!(
+                        "skipping an unreadable undelivered entry in the checkpoint store"
+                    );
+                }
+                p
+            })
+            .collect()
+    }
+
+    /// Forgets a persisted payload once the host accepted it.
+    pub fn unspill(&self, key: &[u8]) {
+        if let Ok(tree) = self.undelivered() {
+            if let Err(e) = tree.remove(key) {
+                tracing::error!(error = %e, "cannot remove a delivered entry from the store");
+            }
+        }
+    }
+
     /// Writes everything to disk.
     pub fn flush(&self) {
         if let Err(e) = self.db.flush() {
@@ -83,6 +209,36 @@ mod tests {
         }
         let s = Store::open(&dir).unwrap();
         assert_eq!(s.get("cfg", "offset").as_deref(), Some(&b"42"[..]));
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn spilled_payloads_survive_a_reopen_until_unspilled() {
+        let dir = std::env::temp_dir().join(format!("pb-spill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mk = |i: u8| Payload {
+            config: "cfg".into(),
+            logstore: "ls".into(),
+            logstore_key: -1,
+            data: vec![i; 10],
+            lines: 3,
+            shard_hash: (i == 2).then(|| "h".to_string()),
+            spill_key: None,
+        };
+        {
+            let s = Store::open(&dir).unwrap();
+            let mut ps = vec![mk(1), mk(2)];
+            assert_eq!(s.spill(&mut ps).unwrap(), 2);
+            assert_eq!(s.spill(&mut ps).unwrap(), 0, "already persisted");
+        }
+        let s = Store::open(&dir).unwrap();
+        let back = s.spilled();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].data, vec![1; 10]);
+        assert_eq!(back[1].shard_hash.as_deref(), Some("h"));
+        s.unspill(back[0].spill_key.as_ref().unwrap());
+        assert_eq!(s.spilled().len(), 1);
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -84,6 +84,7 @@ impl Flusher for SlsFlusher {
             data,
             lines: group.len(),
             shard_hash,
+            spill_key: None,
         };
         let (outcome, retries) = deliver(payload, ctl);
         self.retries += retries;
