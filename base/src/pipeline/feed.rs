@@ -81,11 +81,11 @@ impl Feed {
         let permit = match self.sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(PushError::Closed),
+            // The timer must be created inside the runtime's context, hence the async block.
             Err(tokio::sync::TryAcquireError::NoPermits) => rt
-                .block_on(tokio::time::timeout(
-                    wait,
-                    self.sem.clone().acquire_many_owned(n),
-                ))
+                .block_on(async {
+                    tokio::time::timeout(wait, self.sem.clone().acquire_many_owned(n)).await
+                })
                 .map_err(|_| PushError::Timeout)?
                 .map_err(|_| PushError::Closed)?,
         };
@@ -132,5 +132,60 @@ impl InputIo {
     /// The source key for groups of this input (pack ids are numbered per source).
     pub fn source(&self) -> &bytes::Bytes {
         &self.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::LogEvent;
+
+    fn group(n: usize) -> EventGroup {
+        let mut g = EventGroup::default();
+        g.events.resize(n, LogEvent::default());
+        g
+    }
+
+    #[test]
+    fn host_thread_blocks_then_times_out_on_a_full_queue_and_resumes_when_drained() {
+        let rt = crate::runtime::handle();
+        let (feed, mut rx) = Feed::new(10);
+        feed.send_blocking(group(10), Duration::from_millis(10), &rt)
+            .unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            feed.send_blocking(group(1), Duration::from_millis(50), &rt),
+            Err(PushError::Timeout)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // Drain from the "processor" side on another thread while the host waits.
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            let q = rx.blocking_recv().unwrap();
+            assert_eq!(q.group.len(), 10);
+            drop(q);
+            rx
+        });
+        feed.send_blocking(group(5), Duration::from_secs(5), &rt)
+            .unwrap();
+        let mut rx = drain.join().unwrap();
+        assert_eq!(rx.blocking_recv().unwrap().group.len(), 5);
+        drop(rx);
+        assert_eq!(
+            feed.send_blocking(group(1), Duration::from_millis(10), &rt),
+            Err(PushError::Closed)
+        );
+    }
+
+    #[test]
+    fn a_group_larger_than_the_queue_is_admitted_alone() {
+        let rt = crate::runtime::handle();
+        let (feed, _rx) = Feed::new(4);
+        feed.send_blocking(group(100), Duration::from_millis(10), &rt)
+            .unwrap();
+        assert_eq!(
+            feed.send_blocking(group(1), Duration::from_millis(10), &rt),
+            Err(PushError::Timeout)
+        );
     }
 }

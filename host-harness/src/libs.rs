@@ -1,0 +1,401 @@
+//! Loading the two libraries the way an iLogtail host does, and the Go-shaped C types of the
+//! base exports.
+//!
+//! Sequence: `dlopen(adaptor, RTLD_LAZY | RTLD_LOCAL)` → `RegisterLogtailCallBackV2` (falling back
+//! to `RegisterLogtailCallBack`) → `dlopen(base, RTLD_LAZY | RTLD_LOCAL)`. The libraries are never
+//! closed: base threads may still run when the process exits.
+
+use std::ffi::{c_char, c_int, c_longlong, c_void, CStr};
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+
+use libloading::os::unix::{Library, RTLD_LAZY, RTLD_LOCAL};
+
+/// File name of the adaptor library.
+pub const ADAPTOR_FILE: &str = "libPluginAdapter.so";
+/// File name of the base library.
+pub const BASE_FILE: &str = "libPluginBase.so";
+
+/// Go's `GoString`: pointer + length, not NUL-terminated, borrowed for the call only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoString<'a> {
+    p: *const c_char,
+    n: i64,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl<'a> GoString<'a> {
+    /// Borrows `s` for the duration of a call.
+    pub fn new(s: &'a str) -> Self {
+        GoString {
+            p: s.as_ptr().cast(),
+            n: s.len() as i64,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+/// Go's `GoSlice` of bytes, borrowed for the call only (`cap == len`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoSlice<'a> {
+    data: *mut c_void,
+    len: i64,
+    cap: i64,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl<'a> GoSlice<'a> {
+    /// Borrows `b` for the duration of a call. The callee must not write through it.
+    pub fn new(b: &'a [u8]) -> Self {
+        GoSlice {
+            data: b.as_ptr() as *mut c_void,
+            len: b.len() as i64,
+            cap: b.len() as i64,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+/// `int IsValidToSend(long long logstoreKey)`.
+pub type IsValidToSendFn = extern "C" fn(c_longlong) -> c_int;
+/// `int SendPb(configName, size, logstore, size, pbBuffer, pbSize, lines)`.
+pub type SendPbFn =
+    extern "C" fn(*const c_char, c_int, *const c_char, c_int, *mut c_char, c_int, c_int) -> c_int;
+/// `int SendPbV2(<SendPb args>, shardHash, shardHashSize)`.
+pub type SendPbV2Fn = extern "C" fn(
+    *const c_char,
+    c_int,
+    *const c_char,
+    c_int,
+    *mut c_char,
+    c_int,
+    c_int,
+    *const c_char,
+    c_int,
+) -> c_int;
+/// `int PluginCtlCmd(configName, size, optId, params, paramsLen)`.
+pub type CtlCmdFn = extern "C" fn(*const c_char, c_int, c_int, *const c_char, c_int) -> c_int;
+
+/// The host's callbacks handed to the adaptor.
+#[derive(Clone, Copy)]
+pub struct HostCallbacks {
+    pub is_valid_to_send: IsValidToSendFn,
+    pub send_pb: SendPbFn,
+    pub send_pb_v2: SendPbV2Fn,
+    pub ctl_cmd: CtlCmdFn,
+}
+
+type RegisterV2Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, SendPbV2Fn, CtlCmdFn);
+type RegisterV1Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, CtlCmdFn);
+type VersionFn = unsafe extern "C" fn() -> c_int;
+type InitV2Fn = unsafe extern "C" fn(GoString<'_>) -> i64;
+type LoadConfigFn =
+    unsafe extern "C" fn(GoString<'_>, GoString<'_>, GoString<'_>, i64, GoString<'_>) -> i64;
+type HoldOnFn = unsafe extern "C" fn(i64);
+type ResumeFn = unsafe extern "C" fn();
+type ProcessLogGroupFn = unsafe extern "C" fn(GoString<'_>, GoSlice<'_>, GoString<'_>) -> i64;
+type CheckConfigFn = unsafe extern "C" fn(GoString<'_>, GoString<'_>) -> *mut c_char;
+
+/// Why the libraries could not be used (exit code 2).
+#[derive(Debug)]
+pub enum LoadError {
+    /// `dlopen` failed.
+    Open {
+        role: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A required export is missing.
+    Symbol { path: PathBuf, name: &'static str },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Open { role, path, reason } => {
+                let missing = if path.exists() {
+                    ""
+                } else {
+                    " (file not found)"
+                };
+                write!(
+                    f,
+                    "error: cannot load the {role} library {}{missing}: {reason}\n\
+                     Build the libraries with `cargo build --release` (they land in target/release/) \
+                     or `cargo build` (target/debug/),\n\
+                     then run the harness from there or pass --lib-dir DIR (or set PLUGIN_LIB_DIR=DIR).",
+                    path.display()
+                )
+            }
+            LoadError::Symbol { path, name } => write!(
+                f,
+                "error: {} does not export `{name}`; is it an iLogtail plugin library of the \
+                 1.x/2.x generation? Rebuild with `cargo build --release`.",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The directory to load the libraries from: `--lib-dir`, else `$PLUGIN_LIB_DIR`, else the
+/// directory of the running executable.
+pub fn resolve_lib_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = std::env::var_os("PLUGIN_LIB_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Both libraries, loaded and kept open for the life of the process.
+pub struct Libs {
+    pub adaptor_path: PathBuf,
+    pub base_path: PathBuf,
+    /// `PluginAdapterVersion()` when exported.
+    pub adaptor_version: Option<i32>,
+    /// Whether the callbacks went through `RegisterLogtailCallBackV2`.
+    pub registered_v2: bool,
+    init_v2: InitV2Fn,
+    load_config: LoadConfigFn,
+    hold_on: HoldOnFn,
+    resume: ResumeFn,
+    process_log_group: Option<ProcessLogGroupFn>,
+    check_config: Option<CheckConfigFn>,
+    _adaptor: ManuallyDrop<Library>,
+    _base: ManuallyDrop<Library>,
+}
+
+fn open(role: &'static str, path: &Path) -> Result<Library, LoadError> {
+    // SAFETY: loading a library runs its initialisers; these are the project's own libraries,
+    // loaded exactly as the hosts that embed them do.
+    unsafe { Library::open(Some(path), RTLD_LAZY | RTLD_LOCAL) }.map_err(|e| LoadError::Open {
+        role,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Looks `name` up in `lib`, copying the function pointer out.
+///
+/// # Safety
+///
+/// `F` must be the exact function pointer type of the export.
+unsafe fn sym<F: Copy>(lib: &Library, name: &'static str) -> Option<F> {
+    let mut z = name.as_bytes().to_vec();
+    z.push(0);
+    // SAFETY: the caller guarantees the type; the library is never unloaded.
+    unsafe { lib.get::<F>(&z).ok().map(|s| *s) }
+}
+
+fn required<F: Copy>(lib: &Library, path: &Path, name: &'static str) -> Result<F, LoadError> {
+    // SAFETY: each call site names the type documented for `name` in shared/abi/logtail.md.
+    unsafe { sym::<F>(lib, name) }.ok_or_else(|| LoadError::Symbol {
+        path: path.to_path_buf(),
+        name,
+    })
+}
+
+impl Libs {
+    /// Loads the adaptor from `dir`, registers `callbacks`, then loads the base.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when a library is missing or lacks a required export.
+    pub fn load(dir: &Path, callbacks: HostCallbacks) -> Result<Libs, LoadError> {
+        let adaptor_path = dir.join(ADAPTOR_FILE);
+        let base_path = dir.join(BASE_FILE);
+        let adaptor = open("adaptor", &adaptor_path)?;
+        // SAFETY: types from the ABI document.
+        let adaptor_version = unsafe { sym::<VersionFn>(&adaptor, "PluginAdapterVersion") }
+            // SAFETY: `int PluginAdapterVersion(void)` has no preconditions.
+            .map(|f| unsafe { f() });
+        // SAFETY: types from the ABI document.
+        let v2 = unsafe { sym::<RegisterV2Fn>(&adaptor, "RegisterLogtailCallBackV2") };
+        let registered_v2 = if let Some(register) = v2 {
+            // SAFETY: the callbacks are `extern "C"` functions living for the whole process.
+            unsafe {
+                register(
+                    callbacks.is_valid_to_send,
+                    callbacks.send_pb,
+                    callbacks.send_pb_v2,
+                    callbacks.ctl_cmd,
+                )
+            };
+            true
+        } else {
+            let register: RegisterV1Fn =
+                required(&adaptor, &adaptor_path, "RegisterLogtailCallBack")?;
+            // SAFETY: as above.
+            unsafe {
+                register(
+                    callbacks.is_valid_to_send,
+                    callbacks.send_pb,
+                    callbacks.ctl_cmd,
+                )
+            };
+            false
+        };
+        let base = open("base", &base_path)?;
+        let p = &base_path;
+        Ok(Libs {
+            init_v2: required(&base, p, "InitPluginBaseV2")?,
+            load_config: required(&base, p, "LoadConfig")?,
+            hold_on: required(&base, p, "HoldOn")?,
+            resume: required(&base, p, "Resume")?,
+            // SAFETY: types from the ABI document.
+            process_log_group: unsafe { sym(&base, "ProcessLogGroup") },
+            // SAFETY: `CheckConfig` is documented in notes/common.md.
+            check_config: unsafe { sym(&base, "CheckConfig") },
+            adaptor_version,
+            registered_v2,
+            adaptor_path,
+            base_path,
+            _adaptor: ManuallyDrop::new(adaptor),
+            _base: ManuallyDrop::new(base),
+        })
+    }
+
+    /// One line describing what was loaded, for stderr.
+    pub fn describe(&self) -> String {
+        format!(
+            "adaptor {} (version {}, callbacks {}), base {}",
+            self.adaptor_path.display(),
+            self.adaptor_version
+                .map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+            if self.registered_v2 { "V2" } else { "V1" },
+            self.base_path.display()
+        )
+    }
+
+    /// `InitPluginBaseV2(json)`: 0 on success.
+    pub fn init_v2(&self, json: &str) -> i64 {
+        // SAFETY: the GoString borrows `json` for the call only, as the ABI allows.
+        unsafe { (self.init_v2)(GoString::new(json)) }
+    }
+
+    /// `LoadConfig(project, logstore, configName, logstoreKey, json)`: 0 on success.
+    pub fn load_config(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        key: i64,
+        json: &str,
+    ) -> i64 {
+        // SAFETY: every argument is borrowed for the call only.
+        unsafe {
+            (self.load_config)(
+                GoString::new(project),
+                GoString::new(logstore),
+                GoString::new(name),
+                key,
+                GoString::new(json),
+            )
+        }
+    }
+
+    /// `HoldOn(exitFlag)`.
+    pub fn hold_on(&self, exit_flag: i64) {
+        // SAFETY: no pointers are involved.
+        unsafe { (self.hold_on)(exit_flag) }
+    }
+
+    /// `Resume()`.
+    pub fn resume(&self) {
+        // SAFETY: no arguments.
+        unsafe { (self.resume)() }
+    }
+
+    /// `ProcessLogGroup(configName, serializedLogGroup, packId)`: 0 on success.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Symbol`] when the base lacks the export.
+    pub fn process_log_group_fn(
+        &self,
+    ) -> Result<impl Fn(&str, &[u8], &str) -> i64 + Sync + '_, LoadError> {
+        let f = self.process_log_group.ok_or_else(|| LoadError::Symbol {
+            path: self.base_path.clone(),
+            name: "ProcessLogGroup",
+        })?;
+        Ok(move |config: &str, group: &[u8], pack_id: &str| {
+            // SAFETY: all arguments are borrowed for the call only; the base does not keep them.
+            unsafe {
+                f(
+                    GoString::new(config),
+                    GoSlice::new(group),
+                    GoString::new(pack_id),
+                )
+            }
+        })
+    }
+
+    /// `CheckConfig(configName, json)`: `Ok(None)` when valid, `Ok(Some(errors))` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Symbol`] when the base lacks the export.
+    pub fn check_config(&self, name: &str, json: &str) -> Result<Option<String>, LoadError> {
+        let f = self.check_config.ok_or_else(|| LoadError::Symbol {
+            path: self.base_path.clone(),
+            name: "CheckConfig",
+        })?;
+        // SAFETY: arguments borrowed for the call only.
+        let text = unsafe { f(GoString::new(name), GoString::new(json)) };
+        if text.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: a non-NULL result is a malloc'd NUL-terminated string we now own; it is
+        // copied, then released with libc free() as the export's contract says.
+        let errors = unsafe {
+            let s = CStr::from_ptr(text).to_string_lossy().into_owned();
+            libc::free(text.cast());
+            s
+        };
+        Ok(Some(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_types_have_go_layout() {
+        assert_eq!(std::mem::size_of::<GoString<'_>>(), 16);
+        assert_eq!(std::mem::size_of::<GoSlice<'_>>(), 24);
+        let s = GoString::new("abc");
+        assert_eq!(s.n, 3);
+        let b = GoSlice::new(b"hello");
+        assert_eq!((b.len, b.cap), (5, 5));
+    }
+
+    #[test]
+    fn missing_library_message_names_path_and_build() {
+        let dir = Path::new("/nonexistent-harness-dir");
+        let err = Libs::load(dir, crate::host::callbacks())
+            .err()
+            .expect("must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("/nonexistent-harness-dir/libPluginAdapter.so"),
+            "{text}"
+        );
+        assert!(text.contains("cargo build --release"), "{text}");
+        assert!(text.contains("file not found"), "{text}");
+    }
+
+    #[test]
+    fn lib_dir_flag_wins() {
+        assert_eq!(resolve_lib_dir(Some(Path::new("/x"))), PathBuf::from("/x"));
+    }
+}

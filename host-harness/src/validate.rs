@@ -1,0 +1,100 @@
+//! `validate`: check configs with the base's `CheckConfig` export, without starting anything.
+
+use std::path::Path;
+
+use crate::cli::ValidateOpts;
+use crate::host;
+use crate::libs::{resolve_lib_dir, Libs};
+use crate::run::config_files;
+
+/// What `validate` found for one file, as the lines it prints.
+pub fn lines_for(file: &Path, errors: Option<&str>) -> Vec<String> {
+    let shown = file.display();
+    match errors {
+        None => vec![format!("OK {shown}")],
+        Some(text) => {
+            let lines: Vec<String> = text
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{shown}: {l}"))
+                .collect();
+            if lines.is_empty() {
+                vec![format!("{shown}: invalid (the base gave no reason)")]
+            } else {
+                lines
+            }
+        }
+    }
+}
+
+/// Runs the `validate` command; returns the exit code.
+pub fn run(o: ValidateOpts) -> i32 {
+    let files = match config_files(&o.configs) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("harness: error: {e}");
+            return 2;
+        }
+    };
+    let libs = match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let mut invalid = 0;
+    for f in &files {
+        let shown = f.path.display();
+        let json = match std::fs::read_to_string(&f.path) {
+            Ok(j) => j,
+            Err(e) => {
+                println!("{shown}: cannot read the file: {e}");
+                invalid += 1;
+                continue;
+            }
+        };
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
+            println!("{shown}: not valid JSON: {e}");
+            invalid += 1;
+            continue;
+        }
+        let errors = match libs.check_config(&f.name, &json) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        };
+        if errors.is_some() {
+            invalid += 1;
+        }
+        for line in lines_for(&f.path, errors.as_deref()) {
+            println!("{line}");
+        }
+    }
+    i32::from(invalid > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_every_error_line() {
+        let p = Path::new("cfg/a.json");
+        assert_eq!(lines_for(p, None), vec!["OK cfg/a.json"]);
+        assert_eq!(
+            lines_for(p, Some("config a: x: bad\nconfig a: y: worse\n")),
+            vec![
+                "cfg/a.json: config a: x: bad",
+                "cfg/a.json: config a: y: worse"
+            ]
+        );
+        assert_eq!(
+            lines_for(p, Some("")),
+            vec!["cfg/a.json: invalid (the base gave no reason)"]
+        );
+    }
+}
