@@ -1,0 +1,284 @@
+//! Go's C types at the boundary, the two dlopened libraries and the base symbol table.
+//!
+//! The libraries are opened once per process ([`host`]) and never closed: the base owns
+//! threads that would crash if its code were unmapped.
+
+use std::ffi::{c_char, c_int, c_longlong, c_void};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use libloading::os::unix::Library;
+
+use crate::callbacks;
+use crate::util::lib_dir;
+
+/// Go's `GoInt64`.
+pub type GoInt64 = i64;
+/// Go's `GoInt` (64-bit on the supported targets).
+pub type GoInt = GoInt64;
+
+/// Go's `GoString`: a borrowed, not NUL-terminated byte string passed by value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoString {
+    /// First byte (may be NULL when `n == 0`).
+    pub p: *const c_char,
+    /// Length in bytes.
+    pub n: GoInt64,
+}
+
+impl GoString {
+    /// Borrows `s` for the duration of one call.
+    pub fn new(s: &str) -> Self {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    /// Borrows arbitrary bytes (possibly invalid UTF-8) for one call.
+    pub fn from_bytes(b: &[u8]) -> Self {
+        GoString {
+            p: b.as_ptr().cast(),
+            n: b.len() as GoInt64,
+        }
+    }
+
+    /// Any pointer and length, e.g. NULL with `n > 0` or a negative length.
+    pub fn raw(p: *const c_char, n: GoInt64) -> Self {
+        GoString { p, n }
+    }
+
+    /// NULL pointer with the given length.
+    pub fn null(n: GoInt64) -> Self {
+        GoString {
+            p: std::ptr::null(),
+            n,
+        }
+    }
+}
+
+/// Go's `GoSlice` of bytes, borrowed for one call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoSlice {
+    /// First element (may be NULL when `len == 0`).
+    pub data: *mut c_void,
+    /// Number of bytes.
+    pub len: GoInt,
+    /// Capacity (the base must not rely on it).
+    pub cap: GoInt,
+}
+
+impl GoSlice {
+    /// Borrows `b` for the duration of one call (`cap == len`).
+    pub fn from_bytes(b: &[u8]) -> Self {
+        GoSlice {
+            data: b.as_ptr() as *mut c_void,
+            len: b.len() as GoInt,
+            cap: b.len() as GoInt,
+        }
+    }
+
+    /// Any pointer, length and capacity.
+    pub fn raw(data: *mut c_void, len: GoInt, cap: GoInt) -> Self {
+        GoSlice { data, len, cap }
+    }
+
+    /// NULL data with the given length (and the same capacity).
+    pub fn null(len: GoInt) -> Self {
+        GoSlice {
+            data: std::ptr::null_mut(),
+            len,
+            cap: len,
+        }
+    }
+}
+
+/// `IsValidToSendFun` of the adaptor ABI.
+pub type IsValidToSendFun = unsafe extern "C" fn(c_longlong) -> c_int;
+/// `SendPbFun` of the adaptor ABI.
+pub type SendPbFun = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *const c_char,
+    c_int,
+    *mut c_char,
+    c_int,
+    c_int,
+) -> c_int;
+/// `SendPbV2Fun` of the adaptor ABI.
+pub type SendPbV2Fun = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *const c_char,
+    c_int,
+    *mut c_char,
+    c_int,
+    c_int,
+    *const c_char,
+    c_int,
+) -> c_int;
+/// `PluginCtlCmdFun` of the adaptor ABI.
+pub type PluginCtlCmdFun =
+    unsafe extern "C" fn(*const c_char, c_int, c_int, *const c_char, c_int) -> c_int;
+
+type RegisterV1 = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, PluginCtlCmdFun);
+type RegisterV2 = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, SendPbV2Fun, PluginCtlCmdFun);
+type AdapterVersionFn = unsafe extern "C" fn() -> c_int;
+
+/// `GoInt InitPluginBase(void)`.
+pub type InitPluginBaseFn = unsafe extern "C" fn() -> GoInt;
+/// `GoInt InitPluginBaseV2(GoString)` and `GoInt LoadGlobalConfig(GoString)`.
+pub type StrToIntFn = unsafe extern "C" fn(GoString) -> GoInt;
+/// `GoInt LoadConfig(project, logstore, configName, logstoreKey, json)`.
+pub type LoadConfigFn =
+    unsafe extern "C" fn(GoString, GoString, GoString, GoInt64, GoString) -> GoInt;
+/// `GoInt UnloadConfig(project, logstore, configName)`.
+pub type UnloadConfigFn = unsafe extern "C" fn(GoString, GoString, GoString) -> GoInt;
+/// `void HoldOn(GoInt exitFlag)`.
+pub type HoldOnFn = unsafe extern "C" fn(GoInt);
+/// `void Resume(void)`.
+pub type ResumeFn = unsafe extern "C" fn();
+/// `void Stop(GoString configName, GoInt removedFlag)`.
+pub type StopFn = unsafe extern "C" fn(GoString, GoInt);
+/// `GoInt ProcessRawLog(configName, rawLog, packId, topic)`.
+pub type ProcessRawLogFn = unsafe extern "C" fn(GoString, GoSlice, GoString, GoString) -> GoInt;
+/// `GoInt ProcessRawLogV2(...)` and `GoInt ProcessLog(...)`: (configName, data, packId, topic, tags).
+pub type ProcessWithTagsFn =
+    unsafe extern "C" fn(GoString, GoSlice, GoString, GoString, GoSlice) -> GoInt;
+/// `GoInt ProcessLogGroup(configName, serializedLogGroup, packId)`.
+pub type ProcessLogGroupFn = unsafe extern "C" fn(GoString, GoSlice, GoString) -> GoInt;
+/// `void CtlCmd(configName, cmdId, detail)`.
+pub type CtlCmdFn = unsafe extern "C" fn(GoString, GoInt, GoString);
+/// `struct containerMeta *GetContainerMeta(GoString containerId)`.
+pub type GetContainerMetaFn = unsafe extern "C" fn(GoString) -> *mut c_void;
+/// `char *CheckConfig(GoString configName, GoString json)` (ours; freed with libc `free`).
+pub type CheckConfigFn = unsafe extern "C" fn(GoString, GoString) -> *mut c_char;
+
+/// Every base export, resolved once. A missing symbol is `None` and fails the call that needs it.
+#[allow(non_snake_case, missing_docs)]
+#[derive(Clone, Copy)]
+pub struct BaseApi {
+    pub InitPluginBase: Option<InitPluginBaseFn>,
+    pub InitPluginBaseV2: Option<StrToIntFn>,
+    pub LoadGlobalConfig: Option<StrToIntFn>,
+    pub LoadConfig: Option<LoadConfigFn>,
+    pub UnloadConfig: Option<UnloadConfigFn>,
+    pub HoldOn: Option<HoldOnFn>,
+    pub Resume: Option<ResumeFn>,
+    pub Stop: Option<StopFn>,
+    pub ProcessRawLog: Option<ProcessRawLogFn>,
+    pub ProcessRawLogV2: Option<ProcessWithTagsFn>,
+    pub ProcessLog: Option<ProcessWithTagsFn>,
+    pub ProcessLogGroup: Option<ProcessLogGroupFn>,
+    pub CtlCmd: Option<CtlCmdFn>,
+    pub GetContainerMeta: Option<GetContainerMetaFn>,
+    pub CheckConfig: Option<CheckConfigFn>,
+}
+
+/// The loaded adaptor and base. Lives for the whole process.
+pub struct Host {
+    /// Directory both libraries were loaded from.
+    pub lib_dir: PathBuf,
+    /// Resolved base exports.
+    pub api: BaseApi,
+    /// `PluginAdapterVersion()` of the adaptor, if exported.
+    pub adapter_version: Option<i32>,
+    /// Whether `RegisterLogtailCallBackV2` was used (else `RegisterLogtailCallBack`).
+    pub registered_v2: bool,
+    _adaptor: Library,
+    _base: Library,
+}
+
+static HOST: OnceLock<Host> = OnceLock::new();
+
+/// Loads the libraries like an iLogtail host (once per process) and returns them.
+///
+/// # Panics
+/// When a library cannot be opened or the adaptor has no registration function.
+pub fn host() -> &'static Host {
+    HOST.get_or_init(|| Host::load(&lib_dir()))
+}
+
+fn open(path: &Path) -> Library {
+    // SAFETY: opening our own libraries; their initialisers are trusted test subjects.
+    unsafe { Library::open(Some(path), libc::RTLD_LAZY | libc::RTLD_LOCAL) }
+        .unwrap_or_else(|e| panic!("cannot dlopen {}: {e}", path.display()))
+}
+
+fn sym<T: Copy>(lib: &Library, name: &str) -> Option<T> {
+    let mut cname = name.as_bytes().to_vec();
+    cname.push(0);
+    // SAFETY: `T` is the documented C signature of `name`.
+    unsafe { lib.get::<T>(&cname) }.ok().map(|s| *s)
+}
+
+impl Host {
+    fn load(dir: &Path) -> Host {
+        let adaptor = open(&dir.join("libPluginAdapter.so"));
+        let v2: Option<RegisterV2> = sym(&adaptor, "RegisterLogtailCallBackV2");
+        let registered_v2 = v2.is_some();
+        // SAFETY: the callbacks match the adaptor ABI and live for the whole process.
+        unsafe {
+            if let Some(register) = v2 {
+                register(
+                    callbacks::is_valid_to_send,
+                    callbacks::send_pb,
+                    callbacks::send_pb_v2,
+                    callbacks::ctl_cmd,
+                );
+            } else {
+                let register: RegisterV1 = sym(&adaptor, "RegisterLogtailCallBack").expect(
+                    "adaptor exports neither RegisterLogtailCallBackV2 nor RegisterLogtailCallBack",
+                );
+                register(
+                    callbacks::is_valid_to_send,
+                    callbacks::send_pb,
+                    callbacks::ctl_cmd,
+                );
+            }
+        }
+        let adapter_version = sym::<AdapterVersionFn>(&adaptor, "PluginAdapterVersion")
+            // SAFETY: no arguments, returns an int.
+            .map(|f| unsafe { f() });
+        let base = open(&dir.join("libPluginBase.so"));
+        let api = BaseApi {
+            InitPluginBase: sym(&base, "InitPluginBase"),
+            InitPluginBaseV2: sym(&base, "InitPluginBaseV2"),
+            LoadGlobalConfig: sym(&base, "LoadGlobalConfig"),
+            LoadConfig: sym(&base, "LoadConfig"),
+            UnloadConfig: sym(&base, "UnloadConfig"),
+            HoldOn: sym(&base, "HoldOn"),
+            Resume: sym(&base, "Resume"),
+            Stop: sym(&base, "Stop"),
+            ProcessRawLog: sym(&base, "ProcessRawLog"),
+            ProcessRawLogV2: sym(&base, "ProcessRawLogV2"),
+            ProcessLog: sym(&base, "ProcessLog"),
+            ProcessLogGroup: sym(&base, "ProcessLogGroup"),
+            CtlCmd: sym(&base, "CtlCmd"),
+            GetContainerMeta: sym(&base, "GetContainerMeta"),
+            CheckConfig: sym(&base, "CheckConfig"),
+        };
+        Host {
+            lib_dir: dir.to_path_buf(),
+            api,
+            adapter_version,
+            registered_v2,
+            _adaptor: adaptor,
+            _base: base,
+        }
+    }
+}
+
+/// The base symbol table of the process-wide [`host`].
+pub fn api() -> &'static BaseApi {
+    &host().api
+}
+
+/// Unwraps a symbol of [`BaseApi`] with a readable panic when the base does not export it.
+#[macro_export]
+macro_rules! export {
+    ($name:ident) => {
+        $crate::ffi::api()
+            .$name
+            .unwrap_or_else(|| panic!("libPluginBase.so does not export {}", stringify!($name)))
+    };
+}

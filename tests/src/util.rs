@@ -1,0 +1,188 @@
+//! Paths, temporary directories, waiting with a deadline, RSS, subprocesses with a deadline.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The workspace root (`<CARGO_MANIFEST_DIR>/..`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where `libPluginAdapter.so`, `libPluginBase.so` and `host-harness` are:
+/// env `PLUGIN_LIB_DIR`, else `<repo>/target/debug`.
+pub fn lib_dir() -> PathBuf {
+    match std::env::var_os("PLUGIN_LIB_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("target").join("debug"),
+    }
+}
+
+/// A directory under `std::env::temp_dir()`, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    /// Creates `e2e-<prefix>-<pid>-<nanos>-<seq>`.
+    ///
+    /// # Panics
+    /// When the directory cannot be created.
+    pub fn new(prefix: &str) -> TempDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "e2e-{prefix}-{}-{nanos}-{}",
+            std::process::id(),
+            TEMP_SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Polls `pred` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if pred() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `value()` has not changed for `quiet` (or `timeout` passes); returns the last value.
+pub fn wait_stable<T: PartialEq>(
+    quiet: Duration,
+    timeout: Duration,
+    mut value: impl FnMut() -> T,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut last = value();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let v = value();
+        if v != last {
+            last = v;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet || Instant::now() >= deadline {
+            return last;
+        }
+    }
+}
+
+/// `VmRSS` of this process in KiB, from `/proc/self/status`.
+pub fn vm_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Result of [`run_with_timeout`].
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Exit status, `None` when killed at the deadline.
+    pub status: Option<ExitStatus>,
+    /// Captured stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Captured stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunOutput {
+    /// Exit code, `None` when killed or ended by a signal.
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// stdout and stderr together, for searching and for failure messages.
+    pub fn all_output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` with piped output; kills it (by its pid) when it outlives `timeout`.
+///
+/// # Panics
+/// When the command cannot be spawned.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> RunOutput {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    RunOutput {
+        status,
+        stdout,
+        stderr,
+        elapsed: start.elapsed(),
+    }
+}

@@ -1,0 +1,165 @@
+//! Ensures the `host-harness` binary delivers a config end to end (`run`) and that
+//! `validate` accepts a good config and names config, plugin and field for bad ones.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e_tests::util::{lib_dir, run_with_timeout, RunOutput};
+use e2e_tests::{pipeline, service_mock, TempDir};
+use serde_json::{json, Value};
+
+const N: u64 = 3000;
+
+fn harness() -> PathBuf {
+    let p = lib_dir().join("host-harness");
+    assert!(
+        p.exists(),
+        "{} does not exist (build the workspace first)",
+        p.display()
+    );
+    p
+}
+
+fn harness_cmd() -> Command {
+    let mut c = Command::new(harness());
+    c.env("PLUGIN_LIB_DIR", lib_dir());
+    c
+}
+
+/// The `summary` object of the last stdout line shaped `{"summary": {..}}`.
+fn summary(out: &RunOutput) -> Value {
+    out.stdout
+        .lines()
+        .rev()
+        .find_map(|l| match serde_json::from_str::<Value>(l.trim()) {
+            Ok(Value::Object(mut m)) => m.remove("summary").filter(Value::is_object),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no JSON summary in harness output\n{}", out.all_output()))
+}
+
+#[test]
+fn run_delivers_expected_logs_with_clean_pack_ids() {
+    let dir = TempDir::new("harness-run");
+    let config = pipeline(
+        vec![service_mock(20000, N, json!({"content": "via harness"}))],
+        vec![],
+    );
+    let file = dir.write("harness_run.json", &config);
+    let out = run_with_timeout(
+        harness_cmd()
+            .args(["run", "--quiet", "--summary-json", "--expect-logs"])
+            .arg(N.to_string())
+            .args(["--duration", "30"])
+            .arg(&file),
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "host-harness run failed\n{}",
+        out.all_output()
+    );
+    let s = summary(&out);
+    assert_eq!(s["logs"].as_u64(), Some(N), "summary {s}");
+    assert_eq!(s["duplicate_pack_ids"].as_u64(), Some(0), "summary {s}");
+    assert_eq!(s["pack_id_gaps"].as_u64(), Some(0), "summary {s}");
+}
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let dir = TempDir::new("harness-validate-ok");
+    let config = pipeline(
+        vec![service_mock(100, 10, json!({"content": "x"}))],
+        vec![json!({"type": "processor_add_fields", "detail": {"Fields": {"env": "test"}}})],
+    );
+    let file = dir.write("harness_good.json", &config);
+    let out = run_with_timeout(
+        harness_cmd().arg("validate").arg(&file),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "validate rejected a good config\n{}",
+        out.all_output()
+    );
+}
+
+/// Runs `validate` on `config` saved as `<name>.json`; expects failure mentioning every `needles`.
+fn expect_invalid(name: &str, config: &str, needles: &[&str]) {
+    let dir = TempDir::new("harness-validate-bad");
+    let file = dir.write(&format!("{name}.json"), config);
+    let out = run_with_timeout(
+        harness_cmd().arg("validate").arg(&file),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.is_some(),
+        "validate did not finish for {name}\n{}",
+        out.all_output()
+    );
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "validate accepted {name}: {config}\n{}",
+        out.all_output()
+    );
+    let all = out.all_output();
+    for n in needles {
+        assert!(
+            all.contains(n),
+            "validate output for {name} does not mention {n:?}\n{all}"
+        );
+    }
+}
+
+#[test]
+fn validate_rejects_an_unknown_plugin_type() {
+    let config = pipeline(vec![json!({"type": "service_mockk", "detail": {}})], vec![]);
+    expect_invalid(
+        "bad_unknown_plugin",
+        &config,
+        &["bad_unknown_plugin", "service_mockk"],
+    );
+}
+
+#[test]
+fn validate_rejects_an_unknown_detail_field() {
+    let config = pipeline(
+        vec![service_mock(100, 10, json!({"content": "x"}))],
+        vec![
+            json!({"type": "processor_add_fields", "detail": {"Fields": {"a": "b"}, "NoSuchOption": true}}),
+        ],
+    );
+    expect_invalid(
+        "bad_unknown_field",
+        &config,
+        &["bad_unknown_field", "processor_add_fields", "NoSuchOption"],
+    );
+}
+
+#[test]
+fn validate_rejects_an_ill_typed_detail_field() {
+    let config = pipeline(
+        vec![
+            json!({"type": "service_mock", "detail": {"LogsPerSecond": 100, "MaxLogCount": "lots", "Fields": {}}}),
+        ],
+        vec![],
+    );
+    expect_invalid(
+        "bad_field_type",
+        &config,
+        &["bad_field_type", "service_mock", "MaxLogCount"],
+    );
+}
+
+#[test]
+fn validate_rejects_broken_json() {
+    expect_invalid(
+        "bad_broken_json",
+        r#"{"inputs": [{"type": "service_mock", "detail": {"#,
+        &["bad_broken_json"],
+    );
+}

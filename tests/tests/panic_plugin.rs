@@ -1,0 +1,70 @@
+//! Ensures a plugin that panics on every batch neither takes the process down nor disturbs
+//! a healthy config running next to it, and that exit still completes.
+
+use std::time::Duration;
+
+use e2e_tests::session::add_fields;
+use e2e_tests::store;
+use e2e_tests::util::wait_stable;
+use e2e_tests::Session;
+use e2e_tests::{analyze_indexes, analyze_pack_ids, base, pipeline, service_mock, wait_until};
+use serde_json::json;
+
+const BAD: &str = "panic_plugin_bad";
+const HEALTHY: &str = "panic_plugin_healthy";
+const N: u64 = 3000;
+
+#[test]
+fn a_panicking_processor_does_not_hurt_the_process_or_other_configs() {
+    let s = Session::start("panic-plugin");
+    let bad = pipeline(
+        vec![service_mock(
+            1000,
+            1_000_000_000,
+            json!({"content": "boom"}),
+        )],
+        vec![json!({"type": "processor_test_panic", "detail": {}})],
+    );
+    let healthy = pipeline(
+        vec![service_mock(5000, N, json!({"content": "fine"}))],
+        vec![add_fields(json!({"env": "test"}))],
+    );
+    assert_eq!(
+        s.load(BAD, &bad),
+        0,
+        "LoadConfig({BAD}) (needs --features base/test-plugins)"
+    );
+    assert_eq!(s.load(HEALTHY, &healthy), 0, "LoadConfig({HEALTHY})");
+    base::resume();
+
+    let done = wait_until(Duration::from_secs(90), || {
+        store::log_count(HEALTHY) as u64 >= N
+    });
+    let n = wait_stable(Duration::from_secs(1), Duration::from_secs(10), || {
+        store::log_count(HEALTHY)
+    });
+    assert!(
+        done,
+        "healthy config delivered {n}/{N}; {}",
+        store::counters_summary()
+    );
+    assert_eq!(n as u64, N, "{}", store::counters_summary());
+    let logs = store::logs_for(HEALTHY);
+    assert!(logs.iter().all(|(l, _)| l.get("env") == Some("test")));
+    let idx = analyze_indexes(logs.iter().map(|(l, _)| l));
+    assert!(idx.is_exactly_one_to(N), "{idx}");
+    let p = analyze_pack_ids(&store::groups_for(HEALTHY));
+    assert!(p.is_clean(), "{p}");
+
+    eprintln!(
+        "{BAD} delivered {} logs; alarms: {:?}",
+        store::log_count(BAD),
+        store::groups_for("logtail_alarm")
+            .iter()
+            .flat_map(|g| g.logs.iter().map(|l| l.contents.clone()))
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    let took = s.exit(Duration::from_secs(30));
+    eprintln!("HoldOn(1) took {took:?}");
+}
