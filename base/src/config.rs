@@ -56,7 +56,13 @@ pub struct PluginSpec {
     pub priority: Option<i64>,
     /// The plugin's `detail` object (`{}` when absent).
     pub detail: Value,
+    /// Consecutive failures tolerated (each followed by a restart with back-off) before the
+    /// plugin is disabled: the entry's `MaxRetries`, default [`DEFAULT_MAX_RETRIES`].
+    pub max_retries: u32,
 }
+
+/// Default for a plugin entry's `MaxRetries`.
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
 
 impl PluginSpec {
     /// `processors[1] (processor_add_fields)`.
@@ -290,14 +296,28 @@ pub fn parse(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>>
                 continue;
             };
             for key in obj.keys() {
-                if key != "type" && key != "detail" {
+                if !matches!(key.as_str(), "type" | "detail" | "MaxRetries") {
                     errors.push(err(
                         at(raw_type),
                         Some(key.clone()),
-                        "unknown key (a plugin entry has only `type` and `detail`)".into(),
+                        "unknown key (a plugin entry has `type`, `detail` and `MaxRetries`)".into(),
                     ));
                 }
             }
+            let max_retries = match obj.get("MaxRetries") {
+                None => DEFAULT_MAX_RETRIES,
+                Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => n,
+                    None => {
+                        errors.push(err(
+                            at(raw_type),
+                            Some("MaxRetries".into()),
+                            format!("must be a non-negative integer, got {v}"),
+                        ));
+                        DEFAULT_MAX_RETRIES
+                    }
+                },
+            };
             let (type_name, id, priority) = match split_type(raw_type) {
                 Ok(t) => t,
                 Err(m) => {
@@ -324,6 +344,7 @@ pub fn parse(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>>
                 id,
                 priority,
                 detail,
+                max_retries,
             };
             match plugins::build(&spec, &check_cx) {
                 Ok(_) => slot.push(spec),
@@ -376,6 +397,7 @@ fn default_spec(kind: Kind, type_name: &str) -> PluginSpec {
         id: None,
         priority: None,
         detail: Value::Object(Default::default()),
+        max_retries: DEFAULT_MAX_RETRIES,
     }
 }
 

@@ -306,7 +306,13 @@ fn try_deliver(p: &Payload, ctl: &FlushControl) -> (bool, u64) {
                 return (true, retries);
             }
             if !warned {
-                tracing::warn!(config = %p.config, logstore = %p.logstore, rc, lines = p.lines, "host did not accept a log group; retrying with back-off");
+                crate::stats::alarm(
+                    crate::stats::AlarmType::SendFailed,
+                    crate::stats::Level::Warning,
+                    &p.config,
+                    "flusher_sls",
+                    format!("the host refused a log group of {} logs (SendPb returned {rc}); retrying with back-off", p.lines),
+                );
                 warned = true;
             }
         }

@@ -19,4 +19,5 @@ pub mod pipeline;
 pub mod plugins;
 pub mod proto;
 pub mod runtime;
+pub mod stats;
 pub mod store;

@@ -92,6 +92,12 @@ struct Tunables {
     /// Longest a `ProcessLog*` call blocks on back-pressure before returning `Timeout`.
     #[serde(rename = "ProcessTimeoutMs")]
     process_timeout_ms: u64,
+    /// How often alarms are sent to the host (config `logtail_alarm`).
+    #[serde(rename = "AlarmIntervalMs")]
+    alarm_interval_ms: u64,
+    /// How often statistics are sent (config `shennong_log_profile`).
+    #[serde(rename = "StatisticsIntervalMs")]
+    statistics_interval_ms: u64,
     #[serde(rename = "HostIP")]
     host_ip: Option<String>,
     #[serde(rename = "Hostname")]
@@ -103,6 +109,8 @@ impl Default for Tunables {
         Self {
             hold_on_timeout_ms: 5000,
             process_timeout_ms: 10_000,
+            alarm_interval_ms: 10_000,
+            statistics_interval_ms: 60_000,
             host_ip: None,
             hostname: None,
         }
@@ -141,12 +149,17 @@ pub struct Manager {
     feeds: RwLock<HashMap<String, Feed>>,
     /// `ProcessTimeoutMs`, readable without the state lock.
     process_wait_ms: AtomicU64,
+    /// `AlarmIntervalMs` and `StatisticsIntervalMs`, read by the reporter thread.
+    alarm_ms: AtomicU64,
+    profile_ms: AtomicU64,
 }
 
 static MANAGER: Lazy<Manager> = Lazy::new(|| Manager {
     state: Mutex::new(State::default()),
     feeds: RwLock::new(HashMap::new()),
     process_wait_ms: AtomicU64::new(Tunables::default().process_timeout_ms),
+    alarm_ms: AtomicU64::new(Tunables::default().alarm_interval_ms),
+    profile_ms: AtomicU64::new(Tunables::default().statistics_interval_ms),
 });
 
 /// The process-wide manager.
@@ -173,7 +186,7 @@ impl Manager {
     }
 
     /// `InitPluginBase[V2]`: once only; opens the checkpoint store and finds the adaptor.
-    pub fn init(&self, json: Option<&str>) -> Code {
+    pub fn init(&'static self, json: Option<&str>) -> Code {
         let mut st = self.lock();
         if st.env.is_some() {
             return Code::Ok;
@@ -234,12 +247,40 @@ impl Manager {
                 .unwrap_or_else(default_hostname),
         };
         tracing::info!(checkpoint = %dir.display(), ip = %host.ip, hostname = %host.hostname, "plugin base initialised");
+        let host = Arc::new(host);
+        self.start_reporter(host.clone());
         st.env = Some(Env {
-            host: Arc::new(host),
+            host,
             store: Some(store),
             rt: crate::runtime::handle(),
         });
         Code::Ok
+    }
+
+    /// Sends alarms every `AlarmIntervalMs` and statistics every `StatisticsIntervalMs`.
+    fn start_reporter(&'static self, host: Arc<HostIdentity>) {
+        let spawned = std::thread::Builder::new()
+            .name("plugin-reporter".into())
+            .spawn(move || {
+                let (mut last_alarm, mut last_profile) = (Instant::now(), Instant::now());
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let alarm_every = Duration::from_millis(self.alarm_ms.load(Ordering::Relaxed));
+                    let profile_every =
+                        Duration::from_millis(self.profile_ms.load(Ordering::Relaxed));
+                    let profile_due = last_profile.elapsed() >= profile_every;
+                    if last_alarm.elapsed() >= alarm_every || profile_due {
+                        crate::stats::report(&host, profile_due);
+                        last_alarm = Instant::now();
+                        if profile_due {
+                            last_profile = Instant::now();
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the statistics and alarm reporter");
+        }
     }
 
     /// `LoadGlobalConfig`: applied on the first call only.
@@ -258,6 +299,10 @@ impl Manager {
         st.global_loaded = true;
         self.process_wait_ms
             .store(t.process_timeout_ms, Ordering::Relaxed);
+        self.alarm_ms
+            .store(t.alarm_interval_ms.max(100), Ordering::Relaxed);
+        self.profile_ms
+            .store(t.statistics_interval_ms.max(100), Ordering::Relaxed);
         st.tunables = t;
         Code::Ok
     }
@@ -304,7 +349,13 @@ impl Manager {
             Ok(c) => c,
             Err(errors) => {
                 for e in &errors {
-                    tracing::error!("LoadConfig failed: {e}");
+                    crate::stats::alarm(
+                        crate::stats::AlarmType::ConfigError,
+                        crate::stats::Level::Error,
+                        name,
+                        e.plugin.as_deref().unwrap_or(""),
+                        format!("LoadConfig failed: {e}"),
+                    );
                 }
                 return Code::Failed;
             }
@@ -427,6 +478,9 @@ impl Manager {
         }
         if exit {
             Self::spill_undelivered(&mut st);
+            if let Some(env) = &st.env {
+                crate::stats::report(&env.host, true);
+            }
         }
         tracing::info!(
             exit,

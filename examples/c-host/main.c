@@ -86,7 +86,14 @@ static void on_tag_field(void *ctx, uint64_t field, const uint8_t *data, size_t 
     if (field == 2) { t->value = data; t->value_len = len; }
 }
 
+static const char *our_config; /* groups of other configs (built-in alarms, statistics) are not ours */
+
 static int on_log_group(const char *config, int config_len, const char *pb, int pb_len, int lines) {
+    if (config_len < 0 || (size_t)config_len != strlen(our_config) ||
+        memcmp(config, our_config, (size_t)config_len) != 0) {
+        if (verbose) printf("c-host: %d bytes from built-in config %.*s\n", pb_len, config_len, config);
+        return 0; /* accepted: a real host routes these to their own logstores */
+    }
     struct group g = {0};
     struct tag t = {0};
     const uint8_t *data = (const uint8_t *)pb;
@@ -173,6 +180,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *libdir = argv[1], *config_path = argv[2], *config_name = argv[3];
+    our_config = config_name;
     long expected = atol(argv[4]);
     double timeout = atof(argv[5]);
 

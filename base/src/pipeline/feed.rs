@@ -2,6 +2,7 @@
 //! events, so a slow host pushes back on every producer instead of growing memory.
 
 use crate::event::EventGroup;
+use crate::stats::PluginStats;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -28,15 +29,33 @@ pub struct Feed {
     sem: Arc<Semaphore>,
     capacity: usize,
     tx: mpsc::UnboundedSender<Queued>,
+    /// Counters of host-fed data (`ProcessLog*`) and of the queue.
+    stats: Arc<PluginStats>,
 }
 
 impl Feed {
     /// A queue holding at most `capacity` events (a larger group is admitted alone).
-    pub(crate) fn new(capacity: usize) -> (Self, mpsc::UnboundedReceiver<Queued>) {
+    pub(crate) fn new(
+        capacity: usize,
+        stats: Arc<PluginStats>,
+    ) -> (Self, mpsc::UnboundedReceiver<Queued>) {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::unbounded_channel();
         let sem = Arc::new(Semaphore::new(capacity));
-        (Self { sem, capacity, tx }, rx)
+        (
+            Self {
+                sem,
+                capacity,
+                tx,
+                stats,
+            },
+            rx,
+        )
+    }
+
+    /// Events waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.sem.available_permits().min(self.capacity)
     }
 
     fn permits(&self, group: &EventGroup) -> u32 {
@@ -60,7 +79,15 @@ impl Feed {
                 group,
                 _permit: permit,
             })
-            .map_err(|_| PushError::Closed)
+            .map_err(|_| PushError::Closed)?;
+        self.note_depth();
+        Ok(())
+    }
+
+    fn note_depth(&self) {
+        self.stats
+            .queue_depth
+            .store(self.depth() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queues `group` from a thread outside the runtime (the host's), blocking at most `wait`.
@@ -78,6 +105,7 @@ impl Feed {
             return Err(PushError::Closed);
         }
         let n = self.permits(&group);
+        let events = group.len() as u64;
         let permit = match self.sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(PushError::Closed),
@@ -94,20 +122,35 @@ impl Feed {
                 group,
                 _permit: permit,
             })
-            .map_err(|_| PushError::Closed)
+            .map_err(|_| PushError::Closed)?;
+        PluginStats::add(&self.stats.events_in, events);
+        self.note_depth();
+        Ok(())
     }
 }
 
 /// What an input task gets: a way to send, a stop signal, and its source name.
+#[derive(Clone)]
 pub struct InputIo {
     feed: Feed,
     stop: watch::Receiver<bool>,
     source: bytes::Bytes,
+    stats: Arc<PluginStats>,
 }
 
 impl InputIo {
-    pub(crate) fn new(feed: Feed, stop: watch::Receiver<bool>, source: bytes::Bytes) -> Self {
-        Self { feed, stop, source }
+    pub(crate) fn new(
+        feed: Feed,
+        stop: watch::Receiver<bool>,
+        source: bytes::Bytes,
+        stats: Arc<PluginStats>,
+    ) -> Self {
+        Self {
+            feed,
+            stop,
+            source,
+            stats,
+        }
     }
 
     /// Sends a group to the processors, waiting while the queue is full (back-pressure).
@@ -115,7 +158,10 @@ impl InputIo {
     /// # Errors
     /// [`PushError::Closed`] when the pipeline's processors are gone.
     pub async fn send(&mut self, group: EventGroup) -> Result<(), PushError> {
-        self.feed.send(group).await
+        let n = group.len() as u64;
+        self.feed.send(group).await?;
+        PluginStats::add(&self.stats.events_out, n);
+        Ok(())
     }
 
     /// Resolves once the pipeline asks its inputs to stop.
@@ -149,7 +195,7 @@ mod tests {
     #[test]
     fn host_thread_blocks_then_times_out_on_a_full_queue_and_resumes_when_drained() {
         let rt = crate::runtime::handle();
-        let (feed, mut rx) = Feed::new(10);
+        let (feed, mut rx) = Feed::new(10, Arc::default());
         feed.send_blocking(group(10), Duration::from_millis(10), &rt)
             .unwrap();
         let t = std::time::Instant::now();
@@ -180,7 +226,7 @@ mod tests {
     #[test]
     fn a_group_larger_than_the_queue_is_admitted_alone() {
         let rt = crate::runtime::handle();
-        let (feed, _rx) = Feed::new(4);
+        let (feed, _rx) = Feed::new(4, Arc::default());
         feed.send_blocking(group(100), Duration::from_millis(10), &rt)
             .unwrap();
         assert_eq!(

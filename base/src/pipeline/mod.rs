@@ -13,6 +13,7 @@
 //! next [`Pipeline::start`], so an input's state (a mock's `Index`) carries over a HoldOn/Resume.
 
 mod feed;
+mod slot;
 
 pub use feed::{Feed, InputIo, PushError};
 
@@ -20,24 +21,27 @@ use crate::config::{PipelineConfig, PluginSpec};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
 use crate::host::{deliver_parked, FlushControl, FlushMode, Payload};
-use crate::plugins::{self, Aggregator, Flusher, Input, Plugin, Processor};
+use crate::plugins::{Aggregator, FlushError, Flusher, Input, Plugin, Processor};
+use crate::stats::{self, AlarmType, Level, PluginStats};
 use feed::Queued;
+use slot::{backoff, Slot};
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-type Stage<T> = Vec<(PluginSpec, T)>;
+type Stage<T> = Vec<Slot<T>>;
 /// What the processing stage hands back when it ends.
 type ProcessStages = (Stage<Box<dyn Processor>>, Stage<Box<dyn Aggregator>>);
+/// An input's slot; the plugin is `None` while it is being restarted.
+type InputSlot = Slot<Option<Input>>;
 
 /// Plugin instances of a stopped pipeline.
 #[derive(Default)]
 struct Plugins {
-    inputs: Stage<Option<Input>>,
+    inputs: Vec<InputSlot>,
     processors: Stage<Box<dyn Processor>>,
     aggregators: Stage<Box<dyn Aggregator>>,
     flushers: Stage<Box<dyn Flusher>>,
@@ -46,7 +50,7 @@ struct Plugins {
 struct Running {
     stop_tx: watch::Sender<bool>,
     feed: Option<Feed>,
-    inputs: Vec<(PluginSpec, JoinHandle<Option<Input>>)>,
+    inputs: Vec<(PluginSpec, JoinHandle<InputSlot>)>,
     process: JoinHandle<ProcessStages>,
     flush: std::thread::JoinHandle<Stage<Box<dyn Flusher>>>,
 }
@@ -56,6 +60,7 @@ pub struct Pipeline {
     config: PipelineConfig,
     cx: PluginContext,
     ctl: Arc<FlushControl>,
+    stats: Arc<PluginStats>,
     stopped: Option<Plugins>,
     running: Option<Running>,
 }
@@ -63,20 +68,9 @@ pub struct Pipeline {
 /// Extra time after the drain deadline for stages to hand back their plugins.
 const JOIN_GRACE: Duration = Duration::from_secs(2);
 
-fn build<T>(
-    spec: &PluginSpec,
-    cx: &PluginContext,
-    pick: fn(Plugin) -> Option<T>,
-) -> Result<T, String> {
-    match plugins::build(spec, cx) {
-        Ok(p) => pick(p).ok_or_else(|| format!("{} is not of its section's kind", spec.location())),
-        Err(e) => Err(format!("{}: {e:?}", spec.location())),
-    }
-}
-
-fn as_input(p: Plugin) -> Option<Input> {
+fn as_input(p: Plugin) -> Option<Option<Input>> {
     match p {
-        Plugin::Input(i) => Some(i),
+        Plugin::Input(i) => Some(Some(i)),
         _ => None,
     }
 }
@@ -104,10 +98,24 @@ fn build_stage<T>(
     cx: &PluginContext,
     pick: fn(Plugin) -> Option<T>,
 ) -> Result<Stage<T>, String> {
-    specs
-        .iter()
-        .map(|s| Ok((s.clone(), build(s, cx, pick)?)))
-        .collect()
+    specs.iter().map(|s| Slot::build(s, cx, pick)).collect()
+}
+
+fn drop_alarm(
+    cx: &PluginContext,
+    slot_stats: &PluginStats,
+    plugin: &str,
+    events: usize,
+    why: &str,
+) {
+    PluginStats::add(&slot_stats.dropped, events as u64);
+    stats::alarm(
+        AlarmType::DataDropped,
+        Level::Error,
+        &cx.config_name,
+        plugin,
+        format!("dropped {events} events: {why}"),
+    );
 }
 
 impl Pipeline {
@@ -122,18 +130,16 @@ impl Pipeline {
         parked: Arc<Mutex<VecDeque<Payload>>>,
     ) -> Result<Self, String> {
         let stopped = Plugins {
-            inputs: build_stage(&config.inputs, &cx, as_input)?
-                .into_iter()
-                .map(|(s, i)| (s, Some(i)))
-                .collect(),
+            inputs: build_stage(&config.inputs, &cx, as_input)?,
             processors: build_stage(&config.processors, &cx, as_processor)?,
             aggregators: build_stage(&config.aggregators, &cx, as_aggregator)?,
             flushers: build_stage(&config.flushers, &cx, as_flusher)?,
         };
         Ok(Self {
+            stats: stats::plugin_stats(&cx.config_name, "pipeline"),
+            ctl: Arc::new(FlushControl::new(parked)),
             config,
             cx,
-            ctl: Arc::new(FlushControl::new(parked)),
             stopped: Some(stopped),
             running: None,
         })
@@ -170,15 +176,16 @@ impl Pipeline {
         let plugins = self.stopped.take().unwrap_or_default();
         let g = &self.config.global;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (feed, rx) = Feed::new(g.default_log_queue_size);
+        let (feed, rx) = Feed::new(g.default_log_queue_size, self.stats.clone());
         let (out_tx, out_rx) = mpsc::channel(g.default_log_group_queue_size.max(1));
         self.ctl.set(FlushMode::Run, None);
 
         let flush = {
             let (ctl, cx, flushers) = (self.ctl.clone(), self.cx.clone(), plugins.flushers);
+            let stats = self.stats.clone();
             std::thread::Builder::new()
                 .name(format!("flush-{}", self.config.name))
-                .spawn(move || flush_loop(out_rx, flushers, ctl, cx))
+                .spawn(move || flush_loop(out_rx, flushers, ctl, cx, stats))
                 .map_err(|e| format!("cannot start flush thread: {e}"))?
         };
         let interval = Duration::from_millis(g.aggregat_interval_ms.max(1));
@@ -192,20 +199,17 @@ impl Pipeline {
         ));
         let input_interval = Duration::from_millis(g.input_interval_ms.max(1));
         let mut inputs = Vec::new();
-        for (spec, input) in plugins.inputs {
-            let input = match input {
-                Some(i) => i,
-                None => match build(&spec, &self.cx, as_input) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::error!(config = %self.config.name, error = %e, "cannot rebuild input");
-                        continue;
-                    }
-                },
-            };
-            let source = format!("{}/{}", self.config.name, spec.instance_name());
-            let io = InputIo::new(feed.clone(), stop_rx.clone(), source.into());
-            inputs.push((spec, rt.spawn(run_input(input, io, input_interval))));
+        for slot in plugins.inputs {
+            let source = format!("{}/{}", self.config.name, slot.name);
+            let io = InputIo::new(
+                feed.clone(),
+                stop_rx.clone(),
+                source.into(),
+                slot.stats.clone(),
+            );
+            let spec = slot.spec.clone();
+            let cx = self.cx.clone();
+            inputs.push((spec, rt.spawn(run_input(slot, io, input_interval, cx))));
         }
         self.running = Some(Running {
             stop_tx,
@@ -233,23 +237,20 @@ impl Pipeline {
     pub fn finish_stop(&mut self, rt: &Handle, deadline: Instant) {
         let Some(r) = self.running.take() else { return };
         let join_by = tokio::time::Instant::from_std(deadline + JOIN_GRACE);
-        let name = &self.config.name;
+        let name = self.config.name.clone();
         let mut plugins = Plugins::default();
         for (spec, mut h) in r.inputs {
             let got = rt.block_on(async { tokio::time::timeout_at(join_by, &mut h).await });
-            let input = match got {
-                Ok(Ok(i)) => i,
+            match got {
+                Ok(Ok(slot)) => plugins.inputs.push(slot),
                 Ok(Err(e)) => {
-                    tracing::error!(config = %name, plugin = %spec.location(), error = %e, "input failed; it will be rebuilt");
-                    None
+                    tracing::error!(config = %name, plugin = %spec.location(), error = %e, "input task failed; it will be rebuilt");
                 }
                 Err(_) => {
                     tracing::error!(config = %name, plugin = %spec.location(), "input did not stop in time; aborted, it will be rebuilt");
                     h.abort();
-                    None
                 }
-            };
-            plugins.inputs.push((spec, input));
+            }
         }
         drop(r.stop_tx);
         let mut process = r.process;
@@ -262,7 +263,13 @@ impl Pipeline {
                 if other.is_err() {
                     process.abort();
                 }
-                tracing::error!(config = %name, "processing stage did not finish in time; events inside it are lost and its plugins will be rebuilt");
+                stats::alarm(
+                    AlarmType::DataDropped,
+                    Level::Critical,
+                    &name,
+                    "pipeline",
+                    "processing stage did not finish in time; events inside it are lost",
+                );
             }
         }
         let join_by = deadline + JOIN_GRACE;
@@ -277,25 +284,33 @@ impl Pipeline {
         } else {
             tracing::error!(config = %name, "flush stage is blocked in the host; leaving it behind (what it holds will be parked when the host returns)");
         }
-        // Rebuild whatever a stage did not hand back.
-        let rebuild = |specs: &[PluginSpec], have: usize| have != specs.len();
-        let cx = &self.cx;
-        let refill = |plugins: &mut Plugins| -> Result<(), String> {
-            if rebuild(&self.config.processors, plugins.processors.len())
-                || rebuild(&self.config.aggregators, plugins.aggregators.len())
-            {
-                plugins.processors = build_stage(&self.config.processors, cx, as_processor)?;
-                plugins.aggregators = build_stage(&self.config.aggregators, cx, as_aggregator)?;
-            }
-            if rebuild(&self.config.flushers, plugins.flushers.len()) {
-                plugins.flushers = build_stage(&self.config.flushers, cx, as_flusher)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = refill(&mut plugins) {
+        if let Err(e) = self.refill(&mut plugins) {
             tracing::error!(config = %name, error = %e, "cannot rebuild plugins");
         }
         self.stopped = Some(plugins);
+    }
+
+    /// Rebuilds whatever a stage did not hand back.
+    fn refill(&self, plugins: &mut Plugins) -> Result<(), String> {
+        let (c, cx) = (&self.config, &self.cx);
+        if plugins.inputs.len() != c.inputs.len() {
+            let have: Vec<String> = plugins.inputs.iter().map(|s| s.name.clone()).collect();
+            for spec in &c.inputs {
+                if !have.contains(&spec.instance_name()) {
+                    plugins.inputs.push(Slot::build(spec, cx, as_input)?);
+                }
+            }
+        }
+        if plugins.processors.len() != c.processors.len()
+            || plugins.aggregators.len() != c.aggregators.len()
+        {
+            plugins.processors = build_stage(&c.processors, cx, as_processor)?;
+            plugins.aggregators = build_stage(&c.aggregators, cx, as_aggregator)?;
+        }
+        if plugins.flushers.len() != c.flushers.len() {
+            plugins.flushers = build_stage(&c.flushers, cx, as_flusher)?;
+        }
+        Ok(())
     }
 
     /// Number of parked log groups and logs.
@@ -305,59 +320,122 @@ impl Pipeline {
     }
 }
 
-async fn run_input(input: Input, mut io: InputIo, interval: Duration) -> Option<Input> {
-    match input {
-        Input::Metric(mut m) => {
+/// Waits `d`, or less if the pipeline is stopping.
+async fn pause(io: &mut InputIo, d: Duration) {
+    tokio::select! {
+        _ = io.stopped() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+async fn run_input(
+    mut slot: InputSlot,
+    mut io: InputIo,
+    interval: Duration,
+    cx: PluginContext,
+) -> InputSlot {
+    if slot.plugin.is_none() && !slot.disabled {
+        slot.restart(&cx);
+    }
+    match slot.plugin.take() {
+        Some(Input::Service(s)) => run_service(slot, s, io, cx).await,
+        Some(metric) => {
+            slot.plugin = Some(metric);
             let start = tokio::time::Instant::now() + interval;
             let mut tick = tokio::time::interval_at(start, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            while !slot.disabled {
                 tokio::select! {
                     _ = io.stopped() => break,
                     _ = tick.tick() => {}
                 }
                 let mut g = EventGroup::new(io.source().clone());
-                match m.collect(&mut g) {
-                    Ok(()) if !g.is_empty() => {
+                let r = slot.call(|p| match p {
+                    Some(Input::Metric(m)) => m.collect(&mut g),
+                    _ => Ok(()),
+                });
+                match r {
+                    Ok(Ok(())) if !g.is_empty() => {
                         if io.send(g).await.is_err() {
                             break;
                         }
                     }
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::warn!(source = ?io.source(), error = %e, "input collect failed")
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        PluginStats::add(&slot.stats.errors, 1);
+                        stats::alarm(
+                            AlarmType::PluginError,
+                            Level::Warning,
+                            &cx.config_name,
+                            &slot.name,
+                            format!("collect failed: {e}"),
+                        );
+                    }
+                    Err(panic) => {
+                        if let Some(d) = slot.fail(&cx, true, &panic) {
+                            pause(&mut io, d).await;
+                            slot.restart(&cx);
+                        }
                     }
                 }
             }
-            Some(Input::Metric(m))
+            slot
         }
-        Input::Service(mut s) => {
-            if let Err(e) = s.run(&mut io).await {
-                tracing::warn!(source = ?io.source(), error = %e, "service input ended with an error");
-            }
-            Some(Input::Service(s))
-        }
+        None => slot,
     }
 }
 
-/// Runs `f` on a plugin; on panic, logs it and replaces the plugin with a fresh instance.
-fn guarded<T, R>(
-    slot: &mut (PluginSpec, T),
-    cx: &PluginContext,
-    pick: fn(Plugin) -> Option<T>,
-    f: impl FnOnce(&mut T) -> R,
-) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(|| f(&mut slot.1))) {
-        Ok(r) => Some(r),
-        Err(_) => {
-            tracing::error!(config = %cx.config_name, plugin = %slot.0.location(), "plugin panicked; restarting it");
-            match build(&slot.0, cx, pick) {
-                Ok(fresh) => slot.1 = fresh,
-                Err(e) => {
-                    tracing::error!(config = %cx.config_name, error = %e, "cannot restart plugin")
-                }
+async fn run_service(
+    mut slot: InputSlot,
+    mut s: Box<dyn crate::plugins::ServiceInput>,
+    mut io: InputIo,
+    cx: PluginContext,
+) -> InputSlot {
+    loop {
+        // The input runs in its own task so that a panic is caught and reported.
+        let mut task_io = io.clone();
+        let h = tokio::spawn(async move {
+            let r = s.run(&mut task_io).await;
+            (s, r)
+        });
+        let why = match h.await {
+            Ok((back, Ok(()))) => {
+                slot.plugin = Some(Input::Service(back));
+                return slot;
             }
-            None
+            Ok((back, Err(e))) => {
+                s = back;
+                if io.is_stopped() {
+                    slot.plugin = Some(Input::Service(s));
+                    return slot;
+                }
+                match slot.fail(&cx, false, &e) {
+                    Some(d) => pause(&mut io, d).await,
+                    None => {
+                        slot.plugin = Some(Input::Service(s));
+                        return slot;
+                    }
+                }
+                PluginStats::add(&slot.stats.restarts, 1);
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        // Panicked: the instance is gone; restart a fresh one after the back-off.
+        match slot.fail(&cx, true, &why) {
+            Some(d) => pause(&mut io, d).await,
+            None => return slot,
+        }
+        if io.is_stopped() {
+            return slot;
+        }
+        slot.restart(&cx);
+        match slot.plugin.take() {
+            Some(Input::Service(fresh)) => s = fresh,
+            other => {
+                slot.plugin = other;
+                return slot;
+            }
         }
     }
 }
@@ -377,49 +455,119 @@ async fn process_loop(
         let queued = tokio::select! {
             q = rx.recv() => match q { Some(q) => q, None => break },
             _ = tick.tick() => {
-                for a in &mut aggregators {
-                    guarded(a, &cx, as_aggregator, |a| a.flush(&mut out));
-                }
+                flush_aggregators(&mut aggregators, &mut out, &cx).await;
                 send_all(&mut out, &out_tx, &cx).await;
                 continue;
             }
         };
         let Queued { mut group, _permit } = queued;
-        let events = group.len();
-        let mut ok = true;
-        for p in &mut processors {
-            if guarded(p, &cx, as_processor, |p| p.process(&mut group)).is_none() {
-                tracing::error!(config = %cx.config_name, plugin = %p.0.location(), events, "dropped the group a plugin panicked on");
-                ok = false;
-                break;
+        let mut alive = true;
+        for slot in processors.iter_mut().filter(|s| !s.disabled) {
+            let n = group.len();
+            PluginStats::add(&slot.stats.events_in, n as u64);
+            match slot.call(|p| p.process(&mut group)) {
+                Ok(()) => PluginStats::add(&slot.stats.events_out, group.len() as u64),
+                Err(panic) => {
+                    drop_alarm(
+                        &cx,
+                        &slot.stats,
+                        &slot.name,
+                        n,
+                        "the processor panicked on their group",
+                    );
+                    if let Some(d) = slot.fail(&cx, true, &panic) {
+                        tokio::time::sleep(d).await;
+                        slot.restart(&cx);
+                    }
+                    alive = false;
+                    break;
+                }
             }
         }
-        if ok && !group.is_empty() {
-            let last = aggregators.len().saturating_sub(1);
-            let mut group = Some(group);
-            for (i, a) in aggregators.iter_mut().enumerate() {
-                let g = if i == last {
-                    group.take().unwrap_or_default()
-                } else {
-                    group.clone().unwrap_or_default()
-                };
-                guarded(a, &cx, as_aggregator, |a| a.add(g, &mut out));
-            }
+        if alive && !group.is_empty() {
+            aggregate(&mut aggregators, group, &mut out, &cx).await;
         }
         drop(_permit);
         send_all(&mut out, &out_tx, &cx).await;
     }
-    for a in &mut aggregators {
-        guarded(a, &cx, as_aggregator, |a| a.flush(&mut out));
-    }
+    flush_aggregators(&mut aggregators, &mut out, &cx).await;
     send_all(&mut out, &out_tx, &cx).await;
     (processors, aggregators)
 }
 
+async fn aggregate(
+    aggregators: &mut Stage<Box<dyn Aggregator>>,
+    group: EventGroup,
+    out: &mut Vec<EventGroup>,
+    cx: &PluginContext,
+) {
+    let live: Vec<usize> = (0..aggregators.len())
+        .filter(|i| !aggregators[*i].disabled)
+        .collect();
+    if live.is_empty() {
+        tracing::error!(config = %cx.config_name, "every aggregator is disabled");
+        return;
+    }
+    let mut group = Some(group);
+    for (k, &i) in live.iter().enumerate() {
+        let slot = &mut aggregators[i];
+        let g = if k + 1 == live.len() {
+            group.take().unwrap_or_default()
+        } else {
+            group.clone().unwrap_or_default()
+        };
+        let n = g.len();
+        PluginStats::add(&slot.stats.events_in, n as u64);
+        let before = out.len();
+        match slot.call(|a| a.add(g, out)) {
+            Ok(()) => count_out(&slot.stats, &out[before..]),
+            Err(panic) => {
+                drop_alarm(
+                    cx,
+                    &slot.stats,
+                    &slot.name,
+                    n,
+                    "the aggregator panicked (and what it buffered is lost)",
+                );
+                if let Some(d) = slot.fail(cx, true, &panic) {
+                    tokio::time::sleep(d).await;
+                    slot.restart(cx);
+                }
+            }
+        }
+    }
+}
+
+fn count_out(stats: &PluginStats, groups: &[EventGroup]) {
+    let n: usize = groups.iter().map(EventGroup::len).sum();
+    PluginStats::add(&stats.events_out, n as u64);
+}
+
+async fn flush_aggregators(
+    aggregators: &mut Stage<Box<dyn Aggregator>>,
+    out: &mut Vec<EventGroup>,
+    cx: &PluginContext,
+) {
+    for slot in aggregators.iter_mut().filter(|s| !s.disabled) {
+        let before = out.len();
+        match slot.call(|a| a.flush(out)) {
+            Ok(()) => count_out(&slot.stats, &out[before..]),
+            Err(panic) => {
+                if let Some(d) = slot.fail(cx, true, &panic) {
+                    tokio::time::sleep(d).await;
+                    slot.restart(cx);
+                }
+            }
+        }
+    }
+}
+
 async fn send_all(out: &mut Vec<EventGroup>, tx: &mpsc::Sender<EventGroup>, cx: &PluginContext) {
     for g in out.drain(..) {
+        let n = g.len();
         if tx.send(g).await.is_err() {
-            tracing::error!(config = %cx.config_name, "flush stage is gone; a log group was lost");
+            let s = stats::plugin_stats(&cx.config_name, "pipeline");
+            drop_alarm(cx, &s, "pipeline", n, "the flush stage is gone");
         }
     }
 }
@@ -429,6 +577,7 @@ fn flush_loop(
     mut flushers: Stage<Box<dyn Flusher>>,
     ctl: Arc<FlushControl>,
     cx: PluginContext,
+    pipeline_stats: Arc<PluginStats>,
 ) -> Stage<Box<dyn Flusher>> {
     let resent = deliver_parked(&ctl);
     if resent > 0 {
@@ -439,12 +588,82 @@ fn flush_loop(
             // Earlier data is still waiting: keep the order by delivering it first.
             deliver_parked(&ctl);
         }
-        for f in &mut flushers {
-            let r = guarded(f, &cx, as_flusher, |f| f.flush(&group, &ctl));
-            if let Some(Err(e)) = r {
-                tracing::error!(config = %cx.config_name, plugin = %f.0.location(), error = %e, "flusher failed");
-            }
+        for slot in flushers.iter_mut() {
+            flush_one(slot, &group, &ctl, &cx);
         }
+        let parked = ctl.lock_parked().len() as u64;
+        pipeline_stats
+            .queue_depth
+            .store(parked, std::sync::atomic::Ordering::Relaxed);
     }
     flushers
+}
+
+/// Hands `group` to one flusher, applying retry and the failure policy.
+fn flush_one(
+    slot: &mut Slot<Box<dyn Flusher>>,
+    group: &EventGroup,
+    ctl: &FlushControl,
+    cx: &PluginContext,
+) {
+    let n = group.len();
+    if slot.disabled {
+        drop_alarm(cx, &slot.stats, &slot.name, n, "the flusher is disabled");
+        return;
+    }
+    PluginStats::add(&slot.stats.events_in, n as u64);
+    let mut attempt = 0u32;
+    loop {
+        match slot.call(|f| f.flush(group, ctl)) {
+            Ok(Ok(())) => {
+                PluginStats::add(&slot.stats.events_out, n as u64);
+                return;
+            }
+            Ok(Err(FlushError::Retry(why))) => {
+                PluginStats::add(&slot.stats.retries, 1);
+                if ctl.parking() {
+                    drop_alarm(
+                        cx,
+                        &slot.stats,
+                        &slot.name,
+                        n,
+                        &format!("stopping while the flusher asked to retry ({why})"),
+                    );
+                    return;
+                }
+                attempt += 1;
+                if attempt == 1 {
+                    stats::alarm(
+                        AlarmType::PluginError,
+                        Level::Warning,
+                        &cx.config_name,
+                        &slot.name,
+                        format!("retrying a group: {why}"),
+                    );
+                }
+                std::thread::sleep(backoff(attempt));
+            }
+            Ok(Err(FlushError::GiveUp(why))) => {
+                PluginStats::add(&slot.stats.errors, 1);
+                drop_alarm(
+                    cx,
+                    &slot.stats,
+                    &slot.name,
+                    n,
+                    &format!("the flusher gave up: {why}"),
+                );
+                return;
+            }
+            Err(panic) => match slot.fail(cx, true, &panic) {
+                Some(d) => {
+                    std::thread::sleep(d);
+                    slot.restart(cx);
+                }
+                None => {
+                    drop_alarm(cx, &slot.stats, &slot.name, n, "the flusher was disabled");
+                    return;
+                }
+            },
+        }
+    }
 }

@@ -94,14 +94,23 @@ pub trait Aggregator: Send {
     fn flush(&mut self, out: &mut Vec<EventGroup>);
 }
 
+/// Why a flusher did not deliver a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushError {
+    /// Try the same group again later (retried with exponential back-off capped at 1 s).
+    Retry(String),
+    /// Give up on this group (its events are counted as dropped and an alarm is raised).
+    GiveUp(String),
+}
+
 /// Delivers log groups somewhere. May block (the flush stage runs on its own thread).
 pub trait Flusher: Send {
     /// Delivers one log group. Data that cannot be delivered before a stop must be parked
     /// through `ctl` (see [`crate::host::deliver`]), never dropped.
     ///
     /// # Errors
-    /// A message when the group could not be handled at all (counted and logged).
-    fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), String>;
+    /// [`FlushError::Retry`] to have the same group retried, [`FlushError::GiveUp`] to drop it.
+    fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), FlushError>;
 }
 
 /// A built plugin instance.

@@ -7,7 +7,7 @@ use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
 use crate::host::{deliver, Delivery, FlushControl, Payload};
-use crate::plugins::{Flusher, Plugin};
+use crate::plugins::{FlushError, Flusher, Plugin};
 use crate::proto::{encode_log_group, GroupHeader};
 use serde::Deserialize;
 use serde_json::Value;
@@ -57,7 +57,7 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, Detail
 }
 
 impl Flusher for SlsFlusher {
-    fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), String> {
+    fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), FlushError> {
         if group.is_empty() {
             return Ok(());
         }

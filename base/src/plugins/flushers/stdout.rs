@@ -4,7 +4,7 @@ use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
 use crate::host::FlushControl;
-use crate::plugins::{Flusher, Plugin};
+use crate::plugins::{FlushError, Flusher, Plugin};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -68,25 +68,32 @@ impl StdoutFlusher {
 }
 
 impl Flusher for StdoutFlusher {
-    fn flush(&mut self, group: &EventGroup, _ctl: &FlushControl) -> Result<(), String> {
+    fn flush(&mut self, group: &EventGroup, _ctl: &FlushControl) -> Result<(), FlushError> {
         self.render(group);
         match &self.file_name {
             None => std::io::stdout()
                 .lock()
                 .write_all(&self.line)
-                .map_err(|e| format!("write to stdout: {e}")),
+                .map_err(|e| FlushError::GiveUp(format!("write to stdout: {e}"))),
             Some(name) => {
                 if self.file.is_none() {
                     let f = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
                         .open(name)
-                        .map_err(|e| format!("open {name}: {e}"))?;
+                        .map_err(|e| FlushError::Retry(format!("open {name}: {e}")))?;
                     self.file = Some(f);
                 }
-                let f = self.file.as_mut().expect("opened above");
-                f.write_all(&self.line)
-                    .map_err(|e| format!("write to {name}: {e}"))
+                let written = self
+                    .file
+                    .as_mut()
+                    .expect("opened above")
+                    .write_all(&self.line);
+                written.map_err(|e| {
+                    // Reopen next time (the file may have been rotated or its disk freed).
+                    self.file = None;
+                    FlushError::Retry(format!("write to {name}: {e}"))
+                })
             }
         }
     }
