@@ -1,5 +1,8 @@
 //! Ensures a plugin that panics on every batch neither takes the process down nor disturbs
-//! a healthy config running next to it, and that exit still completes.
+//! a healthy config running next to it: it is restarted with back-off, then disabled after
+//! `MaxRetries` with an alarm delivered to the host as config `logtail_alarm` (while the rest
+//! of its config keeps running), statistics arrive as `shennong_log_profile`, and exit still
+//! completes.
 
 use std::time::Duration;
 
@@ -17,13 +20,17 @@ const N: u64 = 3000;
 #[test]
 fn a_panicking_processor_does_not_hurt_the_process_or_other_configs() {
     let s = Session::start("panic-plugin");
+    assert_eq!(
+        base::load_global_config(r#"{"AlarmIntervalMs": 200, "StatisticsIntervalMs": 300}"#),
+        0
+    );
     let bad = pipeline(
         vec![service_mock(
             1000,
             1_000_000_000,
             json!({"content": "boom"}),
         )],
-        vec![json!({"type": "processor_test_panic", "detail": {}})],
+        vec![json!({"type": "processor_test_panic", "detail": {}, "MaxRetries": 2})],
     );
     let healthy = pipeline(
         vec![service_mock(5000, N, json!({"content": "fine"}))],
@@ -56,6 +63,42 @@ fn a_panicking_processor_does_not_hurt_the_process_or_other_configs() {
     let p = analyze_pack_ids(&store::groups_for(HEALTHY));
     assert!(p.is_clean(), "{p}");
 
+    // The panicking processor is disabled after 1 + MaxRetries failures, with an alarm...
+    let alarm_seen = |kind: &str| {
+        store::groups_for("logtail_alarm").iter().any(|g| {
+            g.logs.iter().any(|l| {
+                l.get("alarm_type") == Some(kind)
+                    && l.get("config") == Some(BAD)
+                    && l.get("plugin") == Some("processor_test_panic/0")
+            })
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || alarm_seen(
+            "PLUGIN_DISABLED_ALARM"
+        )),
+        "no PLUGIN_DISABLED_ALARM for {BAD}; {}",
+        store::counters_summary()
+    );
+    assert!(alarm_seen("PLUGIN_PANIC_ALARM") && alarm_seen("PLUGIN_DATA_DROPPED_ALARM"));
+    // ...and the rest of its config keeps running: its input's logs now reach the host.
+    assert!(
+        wait_until(Duration::from_secs(20), || store::log_count(BAD) > 0),
+        "{BAD} delivered nothing after its processor was disabled"
+    );
+    // Statistics name every plugin of the healthy config with its counters.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            store::groups_for("shennong_log_profile").iter().any(|g| {
+                g.logs.iter().any(|l| {
+                    l.get("config") == Some(HEALTHY)
+                        && l.get("plugin") == Some("processor_add_fields/0")
+                        && l.get("events_in").and_then(|v| v.parse::<u64>().ok()) == Some(N)
+                })
+            })
+        }),
+        "no statistics for {HEALTHY}"
+    );
     eprintln!(
         "{BAD} delivered {} logs; alarms: {:?}",
         store::log_count(BAD),
