@@ -96,6 +96,11 @@ pub struct PluginContext {
     pub global: GlobalConfig,
     /// Checkpoint store, when the base was initialised with one.
     pub store: Option<Store>,
+    /// The plugin instance this context was built for (`type/id` or `type/index`).
+    pub plugin: Arc<str>,
+    /// In-memory state of this config that survives reloads of the same name (not restarts):
+    /// where an input got to, so its successor continues instead of starting over.
+    pub volatile: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl PluginContext {
@@ -110,7 +115,41 @@ impl PluginContext {
             pack_ids: Arc::default(),
             global: GlobalConfig::default(),
             store: None,
+            plugin: "".into(),
+            volatile: Arc::default(),
         }
+    }
+
+    /// Saves a serde object as JSON under `<config>^<key>`.
+    ///
+    /// # Errors
+    /// When serialization or the store fails.
+    pub fn save_object<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), String> {
+        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        self.save_checkpoint(key, &bytes)
+    }
+
+    /// Reads an object saved with [`PluginContext::save_object`] (None when absent or unreadable).
+    pub fn get_object<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        serde_json::from_slice(&self.get_checkpoint(key)?).ok()
+    }
+
+    /// A window of acknowledgements whose committed position is saved as checkpoint `key`
+    /// (see [`crate::ack`]).
+    pub fn ack_window(&self, key: &str) -> Arc<crate::ack::AckWindow> {
+        let cx = self.clone();
+        let key = key.to_string();
+        crate::ack::AckWindow::new(move |position| {
+            if let Err(e) = cx.save_object(&key, &position) {
+                crate::stats::alarm(
+                    crate::stats::AlarmType::CheckpointError,
+                    crate::stats::Level::Error,
+                    &cx.config_name,
+                    &cx.plugin,
+                    format!("cannot save checkpoint {key}: {e}"),
+                );
+            }
+        })
     }
 
     /// Saves a checkpoint under `<config>^<key>`.

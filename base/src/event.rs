@@ -83,6 +83,8 @@ pub struct EventGroup {
     /// Where the events came from (an input plugin, or the host's pack id prefix);
     /// aggregators keep one pack-id sequence per source.
     pub source: Bytes,
+    /// Acknowledgements of the inputs that produced these events (see [`crate::ack`]).
+    pub acks: Vec<crate::ack::Ack>,
 }
 
 impl EventGroup {

@@ -143,8 +143,10 @@ pub struct Payload {
     /// Shard hash for SendPbV2, if any.
     pub shard_hash: Option<String>,
     /// Key in the checkpoint store when this payload was persisted at exit; removed from the
-    /// store once the host accepts it.
+    /// store once the host accepted it.
     pub spill_key: Option<Vec<u8>>,
+    /// Acknowledgements released once the host accepted (or the store persisted) the data.
+    pub acks: Vec<crate::ack::Ack>,
 }
 
 /// Result codes of the host's send callbacks.

@@ -9,6 +9,7 @@
 #![warn(unreachable_pub, unused_must_use)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod ack;
 pub mod config;
 pub mod context;
 pub mod event;

@@ -138,6 +138,7 @@ struct State {
     running: bool,
     configs: BTreeMap<String, Slot>,
     pack_ids: HashMap<String, Arc<PackIds>>,
+    volatile: HashMap<String, Arc<Mutex<HashMap<String, u64>>>>,
     /// Undelivered data of removed configs, sent on the next Resume.
     orphans: Arc<Mutex<VecDeque<Payload>>>,
     orphan_sender: Option<(Arc<FlushControl>, std::thread::JoinHandle<()>)>,
@@ -341,6 +342,7 @@ impl Manager {
                     .unwrap_or_else(|e| e.into_inner())
                     .extend(moved.drain(..));
                 st.pack_ids.remove(name);
+                st.volatile.remove(name);
                 tracing::info!(config = name, "config removed");
             }
             return Code::Ok;
@@ -380,6 +382,8 @@ impl Manager {
             pack_ids,
             global: config.global.clone(),
             store,
+            plugin: "".into(),
+            volatile: st.volatile.entry(name.to_string()).or_default().clone(),
         };
         // A replaced config hands its undelivered data to its successor.
         let parked = st
@@ -473,11 +477,14 @@ impl Manager {
         self.stop_pipelines(&mut st, &names, mode);
         Self::stop_orphan_sender(&mut st);
         st.running = false;
+        if exit {
+            Self::spill_undelivered(&mut st);
+        }
+        // Checkpoints (including positions committed by the spill above) reach the disk.
         if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {
             store.flush();
         }
         if exit {
-            Self::spill_undelivered(&mut st);
             if let Some(env) = &st.env {
                 crate::stats::report(&env.host, true);
             }
@@ -507,15 +514,27 @@ impl Manager {
         let logs: usize = all.iter().map(|p| p.lines).sum();
         match st.env.as_ref().and_then(|e| e.store.as_ref()) {
             Some(store) => match store.spill(&mut all) {
-                Ok(n) => tracing::warn!(
+                Ok(n) => {
+                    // Persisted: the inputs may commit past these groups now.
+                    for p in &mut all {
+                        p.acks.clear();
+                    }
+                    tracing::warn!(
                     groups = all.len(),
                     logs,
                     newly_persisted = n,
                     "the host did not accept these log groups before exit; kept in the checkpoint store and re-sent after the next start"
-                ),
-                Err(e) => tracing::error!(groups = all.len(), logs, error = %e, "cannot persist undelivered log groups at exit: they are lost"),
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(groups = all.len(), logs, error = %e, "cannot persist undelivered log groups at exit: they are lost")
+                }
             },
-            None => tracing::error!(groups = all.len(), logs, "no checkpoint store: undelivered log groups are lost at exit"),
+            None => tracing::error!(
+                groups = all.len(),
+                logs,
+                "no checkpoint store: undelivered log groups are lost at exit"
+            ),
         }
         // Kept in memory too, in case the host resumes instead of exiting.
         q.extend(all);
@@ -594,6 +613,7 @@ impl Manager {
                     .extend(q.drain(..));
             }
             st.pack_ids.remove(name);
+            st.volatile.remove(name);
         }
         Code::Ok
     }

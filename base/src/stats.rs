@@ -324,6 +324,7 @@ pub fn send_builtin(
         lines: group.len(),
         shard_hash: None,
         spill_key: None,
+        acks: Vec::new(),
     };
     for attempt in 0..5u32 {
         if crate::host::send(&p) == crate::host::SEND_OK {

@@ -76,6 +76,7 @@ fn decode_payload(v: &[u8], key: Vec<u8>) -> Option<Payload> {
         lines,
         shard_hash,
         spill_key: Some(key),
+        acks: Vec::new(),
     })
 }
 
@@ -225,6 +226,7 @@ mod tests {
             lines: 3,
             shard_hash: (i == 2).then(|| "h".to_string()),
             spill_key: None,
+            acks: Vec::new(),
         };
         {
             let s = Store::open(&dir).unwrap();

@@ -212,6 +212,7 @@ fn raw_group(raw: Bytes, topic: Bytes, tags: Bytes) -> EventGroup {
         tags: parse_tags(&tags),
         topic,
         source: Bytes::new(),
+        acks: Vec::new(),
     }
 }
 
@@ -278,6 +279,7 @@ pub extern "C" fn ProcessLog(
             tags: parse_tags(&tags),
             topic,
             source: Bytes::new(),
+            acks: Vec::new(),
         })
     })
 }

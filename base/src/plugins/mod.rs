@@ -189,7 +189,9 @@ pub fn build(spec: &PluginSpec, cx: &PluginContext) -> Result<Plugin, BuildError
         .iter()
         .find(|e| e.kind == spec.kind && e.name == spec.type_name)
         .ok_or(BuildError::Unknown)?;
-    (e.factory)(&spec.detail, cx).map_err(BuildError::Detail)
+    let mut cx = cx.clone();
+    cx.plugin = spec.instance_name().into();
+    (e.factory)(&spec.detail, &cx).map_err(BuildError::Detail)
 }
 
 /// Names of every plugin of `kind`.

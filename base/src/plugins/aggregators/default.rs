@@ -2,6 +2,7 @@
 //! `MaxLogCount` logs and 3 MiB, flushed when full or every `AggregatIntervalMs`, each ending
 //! with a `__pack_id__` tag whose sequence is gap-free per source.
 
+use crate::ack::Ack;
 use crate::config::{parse_detail, DetailError};
 use crate::context::{PackIds, PluginContext};
 use crate::event::{EventGroup, LogEvent};
@@ -47,6 +48,8 @@ struct Batch {
     tags: Vec<(Bytes, Bytes)>,
     topic: Bytes,
     bytes: usize,
+    /// Acks of every input group with events in this batch.
+    acks: Vec<Ack>,
 }
 
 struct DefaultAggregator {
@@ -90,6 +93,7 @@ fn emit(batch: &mut Batch, source: &Bytes, pack: Option<&PackIds>, out: &mut Vec
         tags,
         topic: batch.topic.clone(),
         source: source.clone(),
+        acks: std::mem::take(&mut batch.acks),
     });
     batch.bytes = 0;
 }
@@ -113,12 +117,21 @@ impl Aggregator for DefaultAggregator {
             batch.topic = topic;
         }
         batch.events.reserve(group.events.len().min(self.max_count));
+        // Every batch that receives some of this group's events holds its acks, so the input
+        // commits only after all of them were delivered.
+        let acks = std::mem::take(&mut group.acks);
+        let mut attached = false;
         for e in group.events.drain(..) {
             let size = e.byte_size();
             if !batch.events.is_empty()
                 && (batch.events.len() >= self.max_count || batch.bytes + size > MAX_GROUP_BYTES)
             {
                 emit(batch, &group.source, pack, out);
+                attached = false;
+            }
+            if !attached {
+                batch.acks.extend(acks.iter().cloned());
+                attached = true;
             }
             batch.bytes += size;
             batch.events.push(e);

@@ -85,6 +85,7 @@ impl Flusher for SlsFlusher {
             lines: group.len(),
             shard_hash,
             spill_key: None,
+            acks: group.acks.clone(),
         };
         let (outcome, retries) = deliver(payload, ctl);
         self.retries += retries;

@@ -1,8 +1,16 @@
 //! `service_mock`: produces `LogsPerSecond` logs per second, up to `MaxLogCount` in all,
 //! each with the configured fields and an `Index` counting up (1, 2, ...).
+//!
+//! Its position is checkpointed like a file input's offset: the last `Index` the host
+//! accepted everything up to is committed (see [`crate::ack`]), keyed by the plugin instance
+//! and its options. After a restart (even a kill -9) the same config continues after the
+//! committed `Index`, re-producing what was in flight (at-least-once); a config reloaded in
+//! the same process continues after what its predecessor produced; changed options start over.
 
 use super::{mock_event, pairs};
+use crate::ack::AckWindow;
 use crate::config::{parse_detail, DetailError};
+use crate::context::Fnv64a;
 use crate::context::PluginContext;
 use crate::event::{now, EventGroup};
 use crate::pipeline::InputIo;
@@ -10,7 +18,8 @@ use crate::plugins::{BoxFuture, Input, Plugin, ServiceInput};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Options of `service_mock`.
@@ -48,24 +57,45 @@ const TICK: Duration = Duration::from_millis(10);
 struct ServiceMock {
     tags: Vec<(Bytes, Bytes)>,
     fields: Vec<(Bytes, Bytes)>,
+    /// `Index` of the last log produced.
     index: u64,
-    produced: u64,
+    /// The `Index` option: production ends at `first + max`.
+    first: u64,
     rate: u64,
     max: u64,
+    acks: Arc<AckWindow>,
+    key: String,
+    volatile: Arc<Mutex<HashMap<String, u64>>>,
 }
 
-pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Plugin, DetailError> {
+pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, DetailError> {
     let o: Options = parse_detail(detail)?;
     if o.logs_per_second == 0 {
         return Err(DetailError::new("LogsPerSecond", "must be at least 1"));
     }
+    let mut h = Fnv64a::new();
+    h.write(detail.to_string().as_bytes());
+    let key = format!("{}#{:X}/index", cx.plugin, h.finish());
+    let handed_over = cx
+        .volatile
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied();
+    let index = handed_over
+        .or_else(|| cx.get_object::<u64>(&key))
+        .unwrap_or(o.index)
+        .max(o.index);
     Ok(Plugin::Input(Input::Service(Box::new(ServiceMock {
         tags: pairs(&o.tags),
         fields: pairs(&o.fields),
-        index: o.index,
-        produced: 0,
+        index,
+        first: o.index,
         rate: o.logs_per_second,
         max: o.max_log_count,
+        acks: cx.ack_window(&key),
+        key,
+        volatile: cx.volatile.clone(),
     }))))
 }
 
@@ -74,7 +104,7 @@ impl ServiceMock {
         if self.max == 0 {
             u64::MAX
         } else {
-            self.max.saturating_sub(self.produced)
+            self.max.saturating_sub(self.index - self.first)
         }
     }
 
@@ -87,7 +117,11 @@ impl ServiceMock {
             self.index += 1;
             g.events.push(mock_event(t, &self.fields, self.index));
         }
-        self.produced += n;
+        g.acks.push(self.acks.track(self.index));
+        self.volatile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.key.clone(), self.index);
         g
     }
 }
