@@ -98,6 +98,9 @@ struct Tunables {
     /// How often statistics are sent (config `shennong_log_profile`).
     #[serde(rename = "StatisticsIntervalMs")]
     statistics_interval_ms: u64,
+    /// Checkpoints of a config absent this long are deleted.
+    #[serde(rename = "CheckpointTTLSeconds")]
+    checkpoint_ttl_seconds: u64,
     #[serde(rename = "HostIP")]
     host_ip: Option<String>,
     #[serde(rename = "Hostname")]
@@ -111,6 +114,7 @@ impl Default for Tunables {
             process_timeout_ms: 10_000,
             alarm_interval_ms: 10_000,
             statistics_interval_ms: 60_000,
+            checkpoint_ttl_seconds: 3600,
             host_ip: None,
             hostname: None,
         }
@@ -167,6 +171,9 @@ static MANAGER: Lazy<Manager> = Lazy::new(|| Manager {
 pub fn get() -> &'static Manager {
     &MANAGER
 }
+
+/// How often checkpoints of removed configs are looked at.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
 fn now_nanos() -> u128 {
     std::time::SystemTime::now()
@@ -264,7 +271,12 @@ impl Manager {
             .name("plugin-reporter".into())
             .spawn(move || {
                 let (mut last_alarm, mut last_profile) = (Instant::now(), Instant::now());
+                let mut last_maintenance = Instant::now();
                 loop {
+                    if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+                        self.maintain_checkpoints();
+                        last_maintenance = Instant::now();
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                     let alarm_every = Duration::from_millis(self.alarm_ms.load(Ordering::Relaxed));
                     let profile_every =
@@ -282,6 +294,26 @@ impl Manager {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the statistics and alarm reporter");
         }
+    }
+
+    /// Marks loaded configs as seen and deletes checkpoints of long-gone ones. Skipped when
+    /// the state is busy (a HoldOn in progress): it runs again a minute later.
+    fn maintain_checkpoints(&self) {
+        let Ok(st) = self.state.try_lock() else {
+            return;
+        };
+        let Some(store) = st.env.as_ref().and_then(|e| e.store.clone()) else {
+            return;
+        };
+        let loaded: std::collections::HashSet<String> = st.configs.keys().cloned().collect();
+        let ttl = st.tunables.checkpoint_ttl_seconds;
+        drop(st);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        store.mark_seen(loaded.iter().map(String::as_str), now);
+        store.cleanup(&loaded, ttl, now);
     }
 
     /// `LoadGlobalConfig`: applied on the first call only.
@@ -335,12 +367,14 @@ impl Manager {
         }
         if json.trim().is_empty() {
             if let Some(old) = st.configs.remove(name) {
-                let parked = old.pipeline.parked();
-                let mut moved = parked.lock().unwrap_or_else(|e| e.into_inner());
-                st.orphans
+                let moved: Vec<Payload> = old
+                    .pipeline
+                    .parked()
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .extend(moved.drain(..));
+                    .drain(..)
+                    .collect();
+                Self::adopt_orphans(&st, moved);
                 st.pack_ids.remove(name);
                 st.volatile.remove(name);
                 tracing::info!(config = name, "config removed");
@@ -496,6 +530,26 @@ impl Manager {
         );
     }
 
+    /// Takes over the undelivered data of a removed config: persisted at once (so a crash
+    /// cannot lose it) and sent by the removed-data sender after the next Resume.
+    fn adopt_orphans(st: &State, mut moved: Vec<Payload>) {
+        if moved.is_empty() {
+            return;
+        }
+        if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {
+            match store.spill(&mut moved) {
+                Ok(_) => moved.iter_mut().for_each(|p| p.acks.clear()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot persist a removed config's undelivered data; it is kept in memory")
+                }
+            }
+        }
+        st.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(moved);
+    }
+
     /// At exit: moves every undelivered group (parked by pipelines or left by removed configs)
     /// into the store, so the next process start re-sends it with the same pack ids.
     fn spill_undelivered(st: &mut State) {
@@ -605,12 +659,14 @@ impl Manager {
         self.stop_pipelines(&mut st, &[name.to_string()], mode);
         if removed {
             if let Some(old) = st.configs.remove(name) {
-                let parked = old.pipeline.parked();
-                let mut q = parked.lock().unwrap_or_else(|e| e.into_inner());
-                st.orphans
+                let moved: Vec<Payload> = old
+                    .pipeline
+                    .parked()
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .extend(q.drain(..));
+                    .drain(..)
+                    .collect();
+                Self::adopt_orphans(&st, moved);
             }
             st.pack_ids.remove(name);
             st.volatile.remove(name);

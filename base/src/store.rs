@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Tree holding log groups the host had not accepted when the process exited.
 const UNDELIVERED: &str = "undelivered";
+/// Tree holding when each config was last loaded (seconds since the epoch).
+const SEEN: &str = "config_seen";
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -186,6 +188,65 @@ impl Store {
         }
     }
 
+    /// Records that `configs` are loaded now (`now` in seconds since the epoch).
+    pub fn mark_seen<'a>(&self, configs: impl IntoIterator<Item = &'a str>, now: u64) {
+        if let Ok(seen) = self.db.open_tree(SEEN) {
+            for c in configs {
+                let _ = seen.insert(c.as_bytes(), &now.to_be_bytes());
+            }
+        }
+    }
+
+    /// Deletes the checkpoints of every config not in `loaded` that has not been seen for
+    /// more than `ttl_secs`. Configs with checkpoints but no record yet start their clock now.
+    /// Returns the number of keys deleted.
+    pub fn cleanup(
+        &self,
+        loaded: &std::collections::HashSet<String>,
+        ttl_secs: u64,
+        now: u64,
+    ) -> usize {
+        let Ok(seen) = self.db.open_tree(SEEN) else {
+            return 0;
+        };
+        let mut owners = std::collections::BTreeSet::new();
+        for (k, _) in self.db.iter().filter_map(Result::ok) {
+            if let Some(i) = k.iter().position(|b| *b == b'^') {
+                owners.insert(k[..i].to_vec());
+            }
+        }
+        let mut deleted = 0;
+        for owner in owners {
+            let name = String::from_utf8_lossy(&owner).into_owned();
+            if loaded.contains(&name) {
+                continue;
+            }
+            let last = seen
+                .get(&owner)
+                .ok()
+                .flatten()
+                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes));
+            match last {
+                None => {
+                    let _ = seen.insert(&owner, &now.to_be_bytes());
+                }
+                Some(t) if now.saturating_sub(t) > ttl_secs => {
+                    let mut prefix = owner.clone();
+                    prefix.push(b'^');
+                    for (k, _) in self.db.scan_prefix(&prefix).filter_map(Result::ok) {
+                        if self.db.remove(k).is_ok() {
+                            deleted += 1;
+                        }
+                    }
+                    let _ = seen.remove(&owner);
+                    tracing::info!(config = %name, "removed checkpoints of a config absent for longer than CheckpointTTLSeconds");
+                }
+                Some(_) => {}
+            }
+        }
+        deleted
+    }
+
     /// Writes everything to disk.
     pub fn flush(&self) {
         if let Err(e) = self.db.flush() {
@@ -210,6 +271,33 @@ mod tests {
         }
         let s = Store::open(&dir).unwrap();
         assert_eq!(s.get("cfg", "offset").as_deref(), Some(&b"42"[..]));
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cleanup_removes_only_configs_absent_past_the_ttl() {
+        let dir = std::env::temp_dir().join(format!("pb-cleanup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Store::open(&dir).unwrap();
+        for c in ["live", "old", "recent", "unknown"] {
+            s.save(c, "offset", b"1").unwrap();
+        }
+        s.mark_seen(["old"], 1000);
+        s.mark_seen(["recent"], 9000);
+        let loaded: std::collections::HashSet<String> = ["live".to_string()].into();
+        assert_eq!(
+            s.cleanup(&loaded, 3600, 10_000),
+            1,
+            "only `old` is past the TTL"
+        );
+        assert!(s.get("old", "offset").is_none());
+        for c in ["live", "recent", "unknown"] {
+            assert!(s.get(c, "offset").is_some(), "{c} kept");
+        }
+        // `unknown` started its clock at 10_000: gone once the TTL has passed since then.
+        assert_eq!(s.cleanup(&loaded, 3600, 13_700), 2);
+        assert!(s.get("live", "offset").is_some());
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
