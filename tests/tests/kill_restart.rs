@@ -47,7 +47,15 @@ fn everything_produced_before_a_kill_9_is_delivered_after_restart() {
     let mut child = Command::new(&harness)
         .env("PLUGIN_LIB_DIR", lib_dir())
         .env("PLUGIN_BASE_LOG", "warn")
-        .args(["run", "--reject-rate", "0.3", "--seed", "3", "--duration", "60"])
+        .args([
+            "run",
+            "--reject-rate",
+            "0.3",
+            "--seed",
+            "3",
+            "--duration",
+            "60",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .arg(&file)
