@@ -102,6 +102,8 @@ pub enum AlarmType {
     CheckpointError,
     /// A config failed to load.
     ConfigError,
+    /// A plugin-specific alarm with iLogtail's name (`REGEX_UNMATCHED_ALARM`, ...).
+    Plugin(&'static str),
 }
 
 impl AlarmType {
@@ -116,6 +118,7 @@ impl AlarmType {
             AlarmType::SendFailed => "SEND_DATA_FAIL_ALARM",
             AlarmType::CheckpointError => "CHECKPOINT_ALARM",
             AlarmType::ConfigError => "CONFIG_LOAD_ALARM",
+            AlarmType::Plugin(name) => name,
         }
     }
 }

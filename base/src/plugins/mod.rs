@@ -165,6 +165,53 @@ static REGISTRY: &[Entry] = &[
         Kind::Processor,
         processors::default::build,
     ),
+    entry("processor_regex", Kind::Processor, processors::regex::build),
+    entry("processor_json", Kind::Processor, processors::json::build),
+    entry(
+        "processor_split_char",
+        Kind::Processor,
+        processors::split_char::build,
+    ),
+    entry(
+        "processor_rename",
+        Kind::Processor,
+        processors::rename::build,
+    ),
+    entry(
+        "processor_filter_regex",
+        Kind::Processor,
+        processors::filter_regex::build,
+    ),
+    entry(
+        "processor_filter_key_regex",
+        Kind::Processor,
+        processors::filter_key_regex::build,
+    ),
+    entry(
+        "processor_split_log_string",
+        Kind::Processor,
+        processors::split_log_string::build,
+    ),
+    entry(
+        "processor_split_log_regex",
+        Kind::Processor,
+        processors::split_log_regex::build,
+    ),
+    entry(
+        "processor_strptime",
+        Kind::Processor,
+        processors::strptime::build,
+    ),
+    entry(
+        "processor_gotime",
+        Kind::Processor,
+        processors::gotime::build,
+    ),
+    entry(
+        "processor_desensitize",
+        Kind::Processor,
+        processors::desensitize::build,
+    ),
     #[cfg(feature = "test-plugins")]
     entry(
         "processor_test_panic",

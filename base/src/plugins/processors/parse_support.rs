@@ -58,16 +58,28 @@ pub(crate) enum Wrap {
 ///
 /// The pattern as written is checked first so error messages quote the user's text.
 pub(crate) fn compile(field: &str, pattern: &str, wrap: Wrap) -> Result<Regex, DetailError> {
-    if let Err(e) = Regex::new(pattern) {
-        return Err(DetailError::new(field, format!("invalid regex: {e}")));
-    }
+    let invalid = |e: regex::Error| {
+        DetailError::new(
+            field,
+            format!("invalid regex {pattern:?}: {}", one_line(&e.to_string())),
+        )
+    };
+    Regex::new(pattern).map_err(invalid)?;
     let body = go_pattern(pattern);
     let full = match wrap {
         Wrap::Plain => body,
         Wrap::DotAll => format!("(?s){body}"),
         Wrap::DotAllFull => format!(r"(?s)\A(?:{body})\z"),
     };
-    Regex::new(&full).map_err(|e| DetailError::new(field, format!("invalid regex: {e}")))
+    Regex::new(&full).map_err(invalid)
+}
+
+/// The gist of a (multi-line, caret-annotated) regex error: config errors are one line each.
+fn one_line(msg: &str) -> String {
+    match msg.rfind("error: ") {
+        Some(i) => msg[i + "error: ".len()..].trim().replace('\n', " "),
+        None => msg.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// Which content a parser reads.
@@ -174,13 +186,16 @@ impl WarnLimiter {
         }
         self.last = Some(now);
         let suppressed = std::mem::take(&mut self.suppressed);
-        tracing::warn!(
-            config = %self.config,
-            plugin = self.plugin,
-            alarm,
-            suppressed,
-            "{}",
-            message()
+        let mut text = message();
+        if suppressed > 0 {
+            text.push_str(&format!(" ({suppressed} similar since the last report)"));
+        }
+        crate::stats::alarm(
+            crate::stats::AlarmType::Plugin(alarm),
+            crate::stats::Level::Warning,
+            &self.config,
+            self.plugin,
+            text,
         );
         true
     }
@@ -204,7 +219,10 @@ mod tests {
 
     #[test]
     fn perl_classes_become_ascii() {
-        assert_eq!(go_pattern(r"(\d+)\s(\w+)"), r"([0-9]+)[\t\n\f\r ]([0-9A-Za-z_]+)");
+        assert_eq!(
+            go_pattern(r"(\d+)\s(\w+)"),
+            r"([0-9]+)[\t\n\f\r ]([0-9A-Za-z_]+)"
+        );
         assert_eq!(go_pattern(r"[\w.]+\S"), r"[[0-9A-Za-z_].]+[^\t\n\f\r ]");
         // An escaped backslash is not the start of a class escape.
         assert_eq!(go_pattern(r"a\\d\.\["), r"a\\d\.\[");
@@ -231,8 +249,9 @@ mod tests {
         assert!(!re.is_match(b"xab"));
         let e = compile("Include.status", "(unclosed", Wrap::Plain).unwrap_err();
         assert_eq!(e.field, "Include.status");
-        assert!(e.message.contains("invalid regex"), "{}", e.message);
-        assert!(e.message.contains("(unclosed"), "{}", e.message);
+        assert_eq!(e.message, r#"invalid regex "(unclosed": unclosed group"#);
+        let e = compile("Regex", "a{2,1}", Wrap::Plain).unwrap_err();
+        assert!(!e.message.contains('\n'), "{}", e.message);
     }
 
     #[test]
