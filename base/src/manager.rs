@@ -283,7 +283,7 @@ impl Manager {
                         Duration::from_millis(self.profile_ms.load(Ordering::Relaxed));
                     let profile_due = last_profile.elapsed() >= profile_every;
                     if last_alarm.elapsed() >= alarm_every || profile_due {
-                        crate::stats::report(&host, profile_due);
+                        crate::stats::report(&host, profile_due, 5);
                         last_alarm = Instant::now();
                         if profile_due {
                             last_profile = Instant::now();
@@ -520,7 +520,7 @@ impl Manager {
         }
         if exit {
             if let Some(env) = &st.env {
-                crate::stats::report(&env.host, true);
+                crate::stats::report(&env.host, true, 1);
             }
         }
         tracing::info!(

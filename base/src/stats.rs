@@ -308,6 +308,7 @@ pub fn send_builtin(
     logstore: &'static str,
     group: &crate::event::EventGroup,
     host: &crate::context::HostIdentity,
+    attempts: u32,
 ) -> bool {
     let mut data = Vec::new();
     crate::proto::encode_log_group(
@@ -329,11 +330,13 @@ pub fn send_builtin(
         spill_key: None,
         acks: Vec::new(),
     };
-    for attempt in 0..5u32 {
+    for attempt in 0..attempts {
         if crate::host::send(&p) == crate::host::SEND_OK {
             return true;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+        if attempt + 1 < attempts {
+            std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+        }
     }
     tracing::error!(
         config,
@@ -343,14 +346,15 @@ pub fn send_builtin(
     false
 }
 
-/// Sends pending alarms and, when `with_profile`, the statistics.
-pub fn report(host: &crate::context::HostIdentity, with_profile: bool) {
+/// Sends pending alarms and, when `with_profile`, the statistics, trying each send up to
+/// `attempts` times (one at exit, so `HoldOn(1)` stays within its bound).
+pub fn report(host: &crate::context::HostIdentity, with_profile: bool, attempts: u32) {
     if let Some(g) = alarm_group(host) {
-        send_builtin(ALARM_CONFIG, ALARM_CONFIG, &g, host);
+        send_builtin(ALARM_CONFIG, ALARM_CONFIG, &g, host, attempts);
     }
     if with_profile {
         if let Some(g) = profile_group(host) {
-            send_builtin(PROFILE_CONFIG, PROFILE_LOGSTORE, &g, host);
+            send_builtin(PROFILE_CONFIG, PROFILE_LOGSTORE, &g, host, attempts);
         }
     }
 }

@@ -76,6 +76,15 @@ OPTIONS:
     --reject-for SECS     return -1 from every send during the first SECS seconds after Resume
     --delay-ms MS         sleep MS milliseconds inside every send (back-pressure)
     --reload-every SECS   every SECS: HoldOn(0), LoadConfig (files re-read), Resume()
+    --stats               call LoadGlobalConfig({\"AlarmIntervalMs\": 1000, \"StatisticsIntervalMs\": MS})
+                          before InitPluginBaseV2, and print to stderr each statistics group
+                          (config shennong_log_profile) as a table, one line per plugin:
+                              stats: config plugin in out dropped errors retries restarts queue
+                          and each alarm (config logtail_alarm) as
+                              alarm: <type> <config> <plugin> x<count>: <message>
+                          (the groups are still printed to stdout unless --quiet)
+    --stats-interval-ms MS
+                          StatisticsIntervalMs given with --stats (default 2000; needs --stats)
     --lib-dir DIR         see `host-harness --help`
     -h, --help            print this help
 ";
@@ -185,6 +194,10 @@ pub struct RunOpts {
     pub reject_for: Option<Duration>,
     pub delay: Option<Duration>,
     pub reload_every: Option<Duration>,
+    /// `--stats`: LoadGlobalConfig with short report intervals, render stats/alarms.
+    pub stats: bool,
+    /// `--stats-interval-ms` (StatisticsIntervalMs with `--stats`).
+    pub stats_interval_ms: u64,
     pub configs: Vec<PathBuf>,
 }
 
@@ -381,8 +394,10 @@ fn parse_run(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, Usage
     let mut o = RunOpts {
         lib_dir,
         seed: 1,
+        stats_interval_ms: crate::stats::DEFAULT_INTERVAL_MS,
         ..RunOpts::default()
     };
+    let mut interval_given = false;
     while let Some(item) = args.next() {
         let (name, v) = match item {
             Item::Arg(a) => {
@@ -418,8 +433,16 @@ fn parse_run(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, Usage
                 }
                 o.reload_every = Some(d);
             }
+            "--stats" => o.stats = args.flag(&name, v)?,
+            "--stats-interval-ms" => {
+                o.stats_interval_ms = args.positive(&name, v)?;
+                interval_given = true;
+            }
             _ => return Err(args.unknown(&name)),
         }
+    }
+    if interval_given && !o.stats {
+        return Err(args.err("option '--stats-interval-ms' needs --stats"));
     }
     if o.configs.is_empty() {
         return Err(args.err("no CONFIG.json given"));
@@ -553,8 +576,32 @@ mod tests {
         let o = run(&["run", "--", "--weird.json"]);
         assert_eq!(o.seed, 1);
         assert_eq!(o.reject_rate, 0.0);
+        assert!(!o.stats);
+        assert_eq!(o.stats_interval_ms, 2000);
         assert!(!o.quiet && o.duration.is_none());
         assert_eq!(o.configs, vec![PathBuf::from("--weird.json")]);
+    }
+
+    #[test]
+    fn stats_options() {
+        let o = run(&["run", "--stats", "a.json"]);
+        assert!(o.stats);
+        assert_eq!(o.stats_interval_ms, 2000);
+        let o = run(&["run", "--stats-interval-ms=500", "--stats", "a.json"]);
+        assert!(o.stats);
+        assert_eq!(o.stats_interval_ms, 500);
+        assert!(err(&["run", "--stats-interval-ms", "500", "a.json"])
+            .message
+            .contains("needs --stats"));
+        assert!(
+            err(&["run", "--stats", "--stats-interval-ms", "0", "a.json"])
+                .message
+                .contains("at least 1")
+        );
+        assert!(err(&["run", "--stats=1", "a.json"])
+            .message
+            .contains("takes no value"));
+        assert!(RUN_HELP.contains("--stats-interval-ms"));
     }
 
     #[test]

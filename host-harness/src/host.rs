@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub delay: Option<Duration>,
     /// Config names loaded from CONFIG files (others count as `other_*`).
     pub loaded_configs: HashSet<String>,
+    /// `--stats`: render statistics and alarm groups to stderr.
+    pub stats: bool,
 }
 
 /// Counts of one config name.
@@ -155,6 +157,11 @@ impl RunState {
         pc.groups += 1;
         pc.logs += n;
         self.packs.record(group.pack_id());
+        if self.settings.stats && !ours {
+            if let Some(text) = crate::stats::render(config, &group) {
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
+        }
         if !self.settings.quiet {
             let mut line = group_json_line(config, logstore, &group);
             line.push('\n');
@@ -394,6 +401,7 @@ mod tests {
             reject_for: None,
             delay: None,
             loaded_configs: ["cfg".to_string()].into(),
+            stats: false,
         }
     }
 

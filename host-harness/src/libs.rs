@@ -93,6 +93,7 @@ type RegisterV2Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, SendPbV2Fn, 
 type RegisterV1Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, CtlCmdFn);
 type VersionFn = unsafe extern "C" fn() -> c_int;
 type InitV2Fn = unsafe extern "C" fn(GoString<'_>) -> i64;
+type LoadGlobalConfigFn = unsafe extern "C" fn(GoString<'_>) -> i64;
 type LoadConfigFn =
     unsafe extern "C" fn(GoString<'_>, GoString<'_>, GoString<'_>, i64, GoString<'_>) -> i64;
 type HoldOnFn = unsafe extern "C" fn(i64);
@@ -165,6 +166,7 @@ pub struct Libs {
     /// Whether the callbacks went through `RegisterLogtailCallBackV2`.
     pub registered_v2: bool,
     init_v2: InitV2Fn,
+    load_global_config: Option<LoadGlobalConfigFn>,
     load_config: LoadConfigFn,
     hold_on: HoldOnFn,
     resume: ResumeFn,
@@ -248,6 +250,8 @@ impl Libs {
         let p = &base_path;
         Ok(Libs {
             init_v2: required(&base, p, "InitPluginBaseV2")?,
+            // SAFETY: types from the ABI document.
+            load_global_config: unsafe { sym(&base, "LoadGlobalConfig") },
             load_config: required(&base, p, "LoadConfig")?,
             hold_on: required(&base, p, "HoldOn")?,
             resume: required(&base, p, "Resume")?,
@@ -280,6 +284,20 @@ impl Libs {
     pub fn init_v2(&self, json: &str) -> i64 {
         // SAFETY: the GoString borrows `json` for the call only, as the ABI allows.
         unsafe { (self.init_v2)(GoString::new(json)) }
+    }
+
+    /// `LoadGlobalConfig(json)`: 0 on success (the base applies only its first call).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Symbol`] when the base lacks the export.
+    pub fn load_global_config(&self, json: &str) -> Result<i64, LoadError> {
+        let f = self.load_global_config.ok_or_else(|| LoadError::Symbol {
+            path: self.base_path.clone(),
+            name: "LoadGlobalConfig",
+        })?;
+        // SAFETY: the GoString borrows `json` for the call only, as the ABI allows.
+        Ok(unsafe { f(GoString::new(json)) })
     }
 
     /// `LoadConfig(project, logstore, configName, logstoreKey, json)`: 0 on success.

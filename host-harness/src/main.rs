@@ -11,6 +11,7 @@ mod packs;
 mod proto;
 mod rng;
 mod run;
+mod stats;
 mod validate;
 
 use cli::Command;

@@ -179,6 +179,7 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
         reject_for: o.reject_for,
         delay: o.delay,
         loaded_configs: files.iter().map(|f| f.name.clone()).collect(),
+        stats: o.stats,
     });
     install_signal_handlers();
     let libs = match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
@@ -190,6 +191,21 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
     };
     eprintln!("harness: loaded {}", libs.describe());
     eprintln!("harness: data directory {}", dir.display());
+    if o.stats {
+        // Before InitPluginBaseV2, so the reporter starts with these intervals.
+        let json = crate::stats::global_config_json(o.stats_interval_ms);
+        match libs.load_global_config(&json) {
+            Ok(0) => eprintln!("harness: LoadGlobalConfig({json})"),
+            Ok(rc) => {
+                eprintln!("harness: error: LoadGlobalConfig({json}) returned {rc}");
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        }
+    }
     let rc = libs.init_v2(&init_json(dir));
     if rc != 0 {
         eprintln!("harness: error: InitPluginBaseV2 returned {rc}");
