@@ -127,7 +127,7 @@ struct Env {
     rt: tokio::runtime::Handle,
 }
 
-struct Slot {
+struct ConfigSlot {
     project: String,
     logstore: String,
     logstore_key: i64,
@@ -140,7 +140,7 @@ struct State {
     tunables: Tunables,
     global_loaded: bool,
     running: bool,
-    configs: BTreeMap<String, Slot>,
+    configs: BTreeMap<String, ConfigSlot>,
     pack_ids: HashMap<String, Arc<PackIds>>,
     volatile: HashMap<String, Arc<Mutex<HashMap<String, u64>>>>,
     /// Undelivered data of removed configs, sent on the next Resume.
@@ -436,7 +436,7 @@ impl Manager {
             .configs
             .insert(
                 name.to_string(),
-                Slot {
+                ConfigSlot {
                     project: project.to_string(),
                     logstore: logstore.to_string(),
                     logstore_key,
