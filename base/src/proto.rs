@@ -300,13 +300,13 @@ fn put_pair(out: &mut Vec<u8>, tag: u8, k: &[u8], v: &[u8]) {
     put_bytes_field(out, 2, v);
 }
 
-fn log_len(log: &LogEvent) -> usize {
+fn log_len(log: &LogEvent, with_time_ns: bool) -> usize {
     let mut n = 1 + varint_len(u64::from(log.time));
     for (k, v) in &log.contents {
         let p = pair_len(k, v);
         n += 1 + varint_len(p as u64) + p;
     }
-    if log.time_ns.is_some() {
+    if with_time_ns && log.time_ns.is_some() {
         n += 5;
     }
     n
@@ -328,10 +328,13 @@ pub struct GroupHeader<'a> {
 /// `Topic` is written when the group has one; tags are written in order (an aggregated group's
 /// last tag is `__pack_id__`).
 pub fn encode_log_group(out: &mut Vec<u8>, group: &EventGroup, header: &GroupHeader<'_>) {
-    let mut total = 0;
-    for log in &group.events {
-        total += bytes_field_len(log_len(log));
-    }
+    // Each log's size is needed twice (for the reservation and its length prefix): once.
+    let lens: Vec<usize> = group
+        .events
+        .iter()
+        .map(|l| log_len(l, header.with_time_ns))
+        .collect();
+    let total: usize = lens.iter().map(|&n| bytes_field_len(n)).sum();
     out.reserve(
         total
             + 64
@@ -341,19 +344,15 @@ pub fn encode_log_group(out: &mut Vec<u8>, group: &EventGroup, header: &GroupHea
                 .map(|(k, v)| k.len() + v.len() + 8)
                 .sum::<usize>(),
     );
-    for log in &group.events {
-        let mut log = std::borrow::Cow::Borrowed(log);
-        if !header.with_time_ns && log.time_ns.is_some() {
-            log.to_mut().time_ns = None;
-        }
+    for (log, &len) in group.events.iter().zip(&lens) {
         out.push((1 << 3) | WIRE_LEN);
-        put_varint(out, log_len(&log) as u64);
+        put_varint(out, len as u64);
         out.push(1 << 3);
         put_varint(out, u64::from(log.time));
         for (k, v) in &log.contents {
             put_pair(out, 2, k, v);
         }
-        if let Some(ns) = log.time_ns {
+        if let (true, Some(ns)) = (header.with_time_ns, log.time_ns) {
             out.push((4 << 3) | WIRE_FIXED32);
             out.extend_from_slice(&ns.to_le_bytes());
         }

@@ -1,7 +1,9 @@
 //! `processor_regex`: extracts fields from one content with a regex; capture group `i`
 //! becomes key `Keys[i]`. Extracted values are zero-copy slices of the source value.
 
-use super::parse_support::{compile, preview, SourceKey, WarnLimiter, Wrap};
+use super::parse_support::{
+    compile, compile_bytes, preview, splits_char, SourceKey, WarnLimiter, Wrap,
+};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::{EventGroup, LogEvent};
@@ -52,6 +54,8 @@ struct Options {
 struct RegexProcessor {
     re: Regex,
     locs: CaptureLocations,
+    /// Byte-class variant, tried first (see `parse_support::byte_classes`).
+    fast: Option<Regex>,
     keys: Vec<Bytes>,
     source: SourceKey,
     no_key_error: bool,
@@ -85,6 +89,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<RegexProcessor, DetailError
     }
     Ok(RegexProcessor {
         locs: re.capture_locations(),
+        fast: compile_bytes(&o.regex, wrap),
         re,
         keys: o.keys.into_iter().map(Bytes::from).collect(),
         source: SourceKey::new(o.source_key),
@@ -101,6 +106,26 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, Detail
 }
 
 impl RegexProcessor {
+    /// Runs the regex, filling `self.locs`. The byte-class variant matches a superset of the
+    /// exact regex's language with the same priorities, so its answer is the exact one unless
+    /// a capture boundary splits a character: then the exact regex decides.
+    fn captures(&mut self, value: &[u8]) -> bool {
+        if let Some(fast) = &self.fast {
+            if fast.captures_read(&mut self.locs, value).is_none() {
+                return false;
+            }
+            let aligned = (0..self.locs.len()).all(|i| {
+                self.locs
+                    .get(i)
+                    .is_none_or(|(s, e)| !splits_char(value, s) && !splits_char(value, e))
+            });
+            if aligned {
+                return true;
+            }
+        }
+        self.re.captures_read(&mut self.locs, value).is_some()
+    }
+
     fn process_event(&mut self, e: &mut LogEvent) {
         let Some(idx) = self.source.find(e) else {
             if self.no_key_error {
@@ -113,7 +138,7 @@ impl RegexProcessor {
         };
         // A refcount: the extracted fields are slices of this buffer.
         let value = e.contents[idx].1.clone();
-        if self.re.captures_read(&mut self.locs, &value).is_none() {
+        if !self.captures(&value) {
             if self.no_match_error {
                 self.warn.warn("REGEX_UNMATCHED_ALARM", || {
                     format!("unmatch this log content: {}", preview(&value))
@@ -546,5 +571,21 @@ mod tests {
         let e = err(json!({"Regex": "(a)", "Keys": ["a"], "Bogus": 1}));
         assert_eq!(e.field, "Bogus");
         assert!(build(&json!({"Regex": "(a)", "Keys": ["a"]}), &cx).is_ok());
+    }
+
+    #[test]
+    fn byte_classes_never_change_results_on_multibyte_text() {
+        // Adjacent classes: the byte-level regex would split `é`; the exact regex decides.
+        let mut p = proc(json!({"Regex": r"(\S+)(\S+) ([^\]]+)\]", "Keys": ["a", "b", "c"]}));
+        assert!(p.fast.is_some());
+        let out = run(&mut p, vec![event(&[("content", "aé 日本]")])]);
+        assert_eq!(
+            out[0],
+            vec![
+                ("a".to_string(), "a".to_string()),
+                ("b".to_string(), "é".to_string()),
+                ("c".to_string(), "日本".to_string())
+            ]
+        );
     }
 }
