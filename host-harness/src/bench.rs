@@ -1,13 +1,14 @@
-//! `bench`: push generated nginx lines through `ProcessLogGroup` and measure until the host has
-//! received them all.
+//! `bench`: push generated log lines (nginx or JSON) through `ProcessLogGroup` and measure until
+//! the host has received them all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
-use crate::cli::BenchOpts;
+use crate::cli::{BenchOpts, InputFormat, Scenario};
 use crate::host;
+use crate::jsonlog::JsonLines;
 use crate::libs::{resolve_lib_dir, Libs};
 use crate::nginx::NginxLines;
 use crate::proto::{Content, Log, LogGroup};
@@ -20,6 +21,37 @@ const RING_MAX: u64 = 64;
 /// Rough bound on the bytes of generated lines kept in the ring.
 const RING_BYTES: u64 = 64 << 20;
 
+/// Processors of `--scenario nginx-regex`.
+const NGINX_REGEX: &str = include_str!("../../examples/pipelines/bench/nginx-regex.json");
+/// Processors of `--scenario regex-filter-add` (the filter drops status `^3\d\d$`).
+const REGEX_FILTER_ADD: &str = include_str!("../../examples/pipelines/bench/regex-filter-add.json");
+/// Processors of `--scenario json`.
+const JSON: &str = r#"[
+  { "type": "processor_json", "detail": { "SourceKey": "content", "ExpandDepth": 0 } }
+]"#;
+
+/// The processors of a scenario.
+pub fn scenario_processors(s: Scenario) -> Vec<serde_json::Value> {
+    let text = match s {
+        Scenario::Raw => return Vec::new(),
+        Scenario::NginxRegex => NGINX_REGEX,
+        Scenario::RegexFilterAdd => REGEX_FILTER_ADD,
+        Scenario::Json => JSON,
+    };
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Array(a)) => a,
+        other => panic!("built-in processors of {}: {other:?}", s.name()),
+    }
+}
+
+/// Logs the host receives for `work` under scenario `s`.
+pub fn scenario_expected(s: Scenario, work: &Workload) -> u64 {
+    match s {
+        Scenario::RegexFilterAdd => work.events - work.total(|b| b.status_3xx),
+        Scenario::Raw | Scenario::NginxRegex | Scenario::Json => work.events,
+    }
+}
+
 /// The bench pipeline config.
 pub fn bench_config(processors: &[serde_json::Value], aggregate_ms: u64) -> String {
     serde_json::json!({
@@ -31,22 +63,55 @@ pub fn bench_config(processors: &[serde_json::Value], aggregate_ms: u64) -> Stri
     .to_string()
 }
 
-/// Pre-serialized input: a ring of full batches and an optional partial last batch.
-pub struct Workload {
-    /// Serialized full batches, with the bytes of their lines.
-    pub ring: Vec<(Vec<u8>, u64)>,
-    /// Serialized partial last batch, with the bytes of its lines.
-    pub tail: Option<(Vec<u8>, u64)>,
-    /// Number of full batches to send.
-    pub full_batches: u64,
+/// One serialized batch.
+pub struct Batch {
+    /// The serialized `LogGroup`.
+    pub data: Vec<u8>,
+    /// Bytes of its lines.
+    pub line_bytes: u64,
+    /// How many of its lines have an HTTP status 3xx (nginx input; 0 for JSON).
+    pub status_3xx: u64,
 }
 
-fn serialize(lines: &mut NginxLines, first: u64, n: u64, time: u32) -> (Vec<u8>, u64) {
-    let mut bytes = 0;
+/// Pre-serialized input: a ring of full batches and an optional partial last batch.
+pub struct Workload {
+    /// Serialized full batches.
+    pub ring: Vec<Batch>,
+    /// Serialized partial last batch.
+    pub tail: Option<Batch>,
+    /// Number of full batches to send.
+    pub full_batches: u64,
+    /// Total events sent.
+    pub events: u64,
+}
+
+/// The line generator of an input format.
+enum Lines {
+    Nginx(NginxLines),
+    Json(JsonLines),
+}
+
+impl Lines {
+    /// The `i`-th line and whether it has a 3xx status.
+    fn line(&mut self, i: u64) -> (String, bool) {
+        match self {
+            Lines::Nginx(g) => {
+                let l = g.line(i);
+                (l, (300..400).contains(&g.status()))
+            }
+            Lines::Json(g) => (g.line(i), false),
+        }
+    }
+}
+
+fn serialize(lines: &mut Lines, first: u64, n: u64, time: u32) -> Batch {
+    let mut line_bytes = 0;
+    let mut status_3xx = 0;
     let logs = (first..first + n)
         .map(|i| {
-            let line = lines.line(i);
-            bytes += line.len() as u64;
+            let (line, is_3xx) = lines.line(i);
+            line_bytes += line.len() as u64;
+            status_3xx += u64::from(is_3xx);
             Log {
                 time,
                 contents: vec![Content {
@@ -62,18 +127,29 @@ fn serialize(lines: &mut NginxLines, first: u64, n: u64, time: u32) -> (Vec<u8>,
         logs,
         ..LogGroup::default()
     };
-    (group.encode_to_vec(), bytes)
+    Batch {
+        data: group.encode_to_vec(),
+        line_bytes,
+        status_3xx,
+    }
 }
 
 impl Workload {
     /// Generates the batches for `events` events of `batch` logs each.
-    pub fn generate(events: u64, batch: u64, time: u32) -> Workload {
+    pub fn generate(events: u64, batch: u64, time: u32, input: InputFormat) -> Workload {
         let full_batches = events / batch;
         let tail_len = events % batch;
-        let ring_len = (RING_BYTES / (batch * 200))
+        let per_line = match input {
+            InputFormat::Nginx => 200,
+            InputFormat::Json => 250,
+        };
+        let ring_len = (RING_BYTES / (batch * per_line))
             .clamp(1, RING_MAX)
             .min(full_batches);
-        let mut lines = NginxLines::new(0x5EED, u64::from(time));
+        let mut lines = match input {
+            InputFormat::Nginx => Lines::Nginx(NginxLines::new(0x5EED, u64::from(time))),
+            InputFormat::Json => Lines::Json(JsonLines::new(0x5EED, u64::from(time))),
+        };
         let ring = (0..ring_len)
             .map(|j| serialize(&mut lines, j * batch, batch, time))
             .collect();
@@ -83,6 +159,7 @@ impl Workload {
             ring,
             tail,
             full_batches,
+            events,
         }
     }
 
@@ -94,27 +171,32 @@ impl Workload {
     /// The serialized group of call `k`.
     pub fn group(&self, k: u64) -> &[u8] {
         if k < self.full_batches {
-            &self.ring[(k % self.ring.len() as u64) as usize].0
+            &self.ring[(k % self.ring.len() as u64) as usize].data
         } else {
-            &self.tail.as_ref().expect("k < calls()").0
+            &self.tail.as_ref().expect("k < calls()").data
         }
     }
 
-    /// Bytes of all lines that will be sent.
-    pub fn line_bytes(&self) -> u64 {
+    /// Sum of `f` over every batch that will be sent (ring batches counted as often as sent).
+    pub fn total(&self, f: impl Fn(&Batch) -> u64) -> u64 {
         let r = self.ring.len() as u64;
-        let ring_total: u64 = self.ring.iter().map(|(_, b)| b).sum();
+        let ring_total: u64 = self.ring.iter().map(&f).sum();
         let total = match self.full_batches.checked_div(r) {
             Some(rounds) => {
                 rounds * ring_total
                     + self.ring[..(self.full_batches % r) as usize]
                         .iter()
-                        .map(|(_, b)| b)
+                        .map(&f)
                         .sum::<u64>()
             }
             None => 0,
         };
-        total + self.tail.as_ref().map_or(0, |(_, b)| *b)
+        total + self.tail.as_ref().map_or(0, f)
+    }
+
+    /// Bytes of all lines that will be sent.
+    pub fn line_bytes(&self) -> u64 {
+        self.total(|b| b.line_bytes)
     }
 }
 
@@ -145,23 +227,27 @@ fn read_processors(path: &std::path::Path) -> Result<Vec<serde_json::Value>, Str
 
 /// Runs the `bench` command; returns the exit code.
 pub fn run(o: BenchOpts) -> i32 {
-    let processors = match o.processors.as_deref().map(read_processors).transpose() {
-        Ok(p) => p.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("harness: error: {e}");
-            return 1;
-        }
+    let processors = match (o.scenario, o.processors.as_deref()) {
+        (Some(s), _) => scenario_processors(s),
+        (None, path) => match path.map(read_processors).transpose() {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("harness: error: {e}");
+                return 1;
+            }
+        },
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32);
     let gen_start = Instant::now();
-    let work = Workload::generate(o.events, o.batch as u64, now);
+    let work = Workload::generate(o.events, o.batch as u64, now, o.input);
     if !o.json {
         eprintln!(
-            "harness: generated {} distinct batches of {} logs in {:.2} s",
+            "harness: generated {} distinct batches of {} {} logs in {:.2} s",
             work.ring.len() + usize::from(work.tail.is_some()),
             o.batch,
+            o.input.name(),
             gen_start.elapsed().as_secs_f64()
         );
     }
@@ -204,7 +290,10 @@ fn timed(
     dir: &std::path::Path,
 ) -> i32 {
     let line_bytes = work.line_bytes();
-    let expect = o.expect_logs.unwrap_or(o.events);
+    let expect = o
+        .expect_logs
+        .or_else(|| o.scenario.map(|s| scenario_expected(s, work)))
+        .unwrap_or(o.events);
     let rc = libs.init_v2(&init_json(dir));
     if rc != 0 {
         eprintln!("harness: error: InitPluginBaseV2 returned {rc}");
@@ -276,7 +365,10 @@ fn timed(
     let mb = line_bytes as f64 / 1e6;
     let ev = o.events as f64;
     let figures = serde_json::json!({
+        "scenario": o.scenario.map(Scenario::name),
+        "input": o.input.name(),
         "events": o.events,
+        "expected_logs": expect,
         "batch": o.batch,
         "threads": o.threads,
         "processors": processors.len(),
@@ -324,6 +416,12 @@ fn round(x: f64, digits: i32) -> f64 {
 fn print_table(f: &serde_json::Value) {
     let g = |k: &str| f[k].to_string();
     println!(
+        "scenario:               {} ({} input, {} logs expected)",
+        f["scenario"].as_str().unwrap_or("-"),
+        f["input"].as_str().unwrap_or("-"),
+        g("expected_logs")
+    );
+    println!(
         "events:                 {} (batch {}, {} host threads, {} processors)",
         g("events"),
         g("batch"),
@@ -365,7 +463,7 @@ mod tests {
 
     #[test]
     fn workload_covers_every_event_with_a_bounded_ring() {
-        let w = Workload::generate(10_050, 100, 1_700_000_000);
+        let w = Workload::generate(10_050, 100, 1_700_000_000, InputFormat::Nginx);
         assert_eq!(w.full_batches, 100);
         assert_eq!(w.ring.len(), 64);
         assert_eq!(w.calls(), 101);
@@ -384,12 +482,78 @@ mod tests {
 
     #[test]
     fn small_and_exact_workloads() {
-        let w = Workload::generate(5, 1024, 1);
+        let w = Workload::generate(5, 1024, 1, InputFormat::Nginx);
         assert_eq!((w.full_batches, w.ring.len(), w.calls()), (0, 0, 1));
         assert_eq!(count_logs(w.group(0)), Some(5));
-        let w = Workload::generate(2048, 1024, 1);
+        let w = Workload::generate(2048, 1024, 1, InputFormat::Nginx);
         assert_eq!((w.ring.len(), w.calls()), (2, 2));
         assert!(w.tail.is_none());
+    }
+
+    #[test]
+    fn json_workload() {
+        let w = Workload::generate(3_000, 1000, 1_700_000_000, InputFormat::Json);
+        assert_eq!((w.ring.len(), w.calls()), (3, 3));
+        let g = LogGroup::decode(w.group(1)).unwrap();
+        assert_eq!(g.logs.len(), 1000);
+        for log in &g.logs {
+            let v: serde_json::Value = serde_json::from_str(&log.contents[0].value).unwrap();
+            assert!(v["request"]["status"].is_u64());
+        }
+        let per_line = w.line_bytes() / 3_000;
+        assert!((230..=270).contains(&per_line), "{per_line}");
+        assert_eq!(w.total(|b| b.status_3xx), 0);
+        assert_eq!(scenario_expected(Scenario::Json, &w), 3_000);
+    }
+
+    #[test]
+    fn filter_scenario_expects_exactly_the_non_3xx_lines() {
+        // 130 full batches over a ring of 64, plus a tail: ring batches count once per send.
+        let w = Workload::generate(13_050, 100, 1_700_000_000, InputFormat::Nginx);
+        assert_eq!((w.ring.len(), w.calls()), (64, 131));
+        let mut kept = 0u64;
+        for k in 0..w.calls() {
+            let g = LogGroup::decode(w.group(k)).unwrap();
+            kept += g
+                .logs
+                .iter()
+                .filter(|l| {
+                    let status = l.contents[0].value.split('"').nth(2).unwrap();
+                    !status.trim_start().starts_with('3')
+                })
+                .count() as u64;
+        }
+        assert_eq!(scenario_expected(Scenario::RegexFilterAdd, &w), kept);
+        let dropped = 13_050 - kept;
+        assert!((800..2_200).contains(&dropped), "{dropped}");
+        for s in [Scenario::Raw, Scenario::NginxRegex] {
+            assert_eq!(scenario_expected(s, &w), 13_050);
+        }
+    }
+
+    #[test]
+    fn scenario_processors_are_built_in() {
+        assert!(scenario_processors(Scenario::Raw).is_empty());
+        let types = |s| {
+            scenario_processors(s)
+                .iter()
+                .map(|p| p["type"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(types(Scenario::NginxRegex), ["processor_regex"]);
+        assert_eq!(
+            types(Scenario::RegexFilterAdd),
+            [
+                "processor_regex",
+                "processor_filter_regex",
+                "processor_add_fields"
+            ]
+        );
+        let f = &scenario_processors(Scenario::RegexFilterAdd)[1];
+        assert_eq!(f["detail"]["Exclude"]["status"], "^3\\d\\d$");
+        let j = &scenario_processors(Scenario::Json)[0];
+        assert_eq!(j["type"], "processor_json");
+        assert_eq!(j["detail"]["ExpandDepth"], 0);
     }
 
     #[test]

@@ -107,26 +107,44 @@ OPTIONS:
 
 /// Help of `bench`.
 pub const BENCH_HELP: &str = "\
-host-harness bench: measure the base on generated nginx access-log lines
+host-harness bench: measure the base on generated log lines
 
 USAGE:
-    host-harness bench [OPTIONS]
+    host-harness bench [--scenario NAME] [OPTIONS]
 
-Loads config \"bench\" (no inputs, processors from --processors, aggregator_default,
+Loads config \"bench\" (no inputs, processors from --scenario or --processors, aggregator_default,
 flusher_sls), pre-generates serialized LogGroups (a ring of at most 64 distinct batches, reused
-cyclically; each log has one field `content` = an nginx combined line of ~200 bytes), then times
+cyclically; each log has one field `content` = a generated line, see --input), then times
 from the first ProcessLogGroup until the host has received all expected logs, and HoldOn(1).
 Prints events, input MB (line bytes, 1 MB = 10^6 bytes), wall seconds, events/s, MB/s, process
 CPU seconds (user+sys over the timed region), CPU seconds per million events, MB per
 CPU-second, and peak RSS.
 
+SCENARIOS (--scenario NAME sets the input and the processors; the JSON is built in):
+    raw               nginx lines, no processor (decode, aggregate, encode, send)
+    nginx-regex       nginx lines, processor_regex splitting the combined format into 10 fields
+                      (examples/pipelines/bench/nginx-regex.json)
+    regex-filter-add  nginx lines, the same processor_regex, then processor_filter_regex
+                      excluding status ^3\\d\\d$ (about 11% of the lines: the generator counts
+                      them, so the expected log count is exact), then processor_add_fields
+                      adding 2 fields (examples/pipelines/bench/regex-filter-add.json)
+    json              JSON lines, processor_json (SourceKey content, ExpandDepth 0: expand
+                      every level, KeepSource default)
+
+INPUTS (--input FORMAT, without --scenario):
+    nginx   nginx combined access-log lines of ~200 bytes (default)
+    json    JSON application-log lines of ~250 bytes: time, level, msg, user_id, a
+            nested request object (id, method, path, status, client {ip}), latency_ms, tags
+
 OPTIONS:
+    --scenario NAME     one of the scenarios above (not with --input or --processors)
+    --input FORMAT      nginx (default) or json
     --events N          events to push (default 2000000)
     --batch N           logs per LogGroup / ProcessLogGroup call (default 1024)
     --threads T         host threads calling ProcessLogGroup concurrently (default 1)
     --processors FILE   JSON array of processor entries ([{\"type\":..,\"detail\":{..}}, ..])
-    --expect-logs N     logs the host must receive (default: --events; set it when the
-                        processors drop or split events)
+    --expect-logs N     logs the host must receive (default: --events, or what the scenario
+                        keeps; set it when your --processors drop or split events)
     --aggregate-ms MS   global AggregatIntervalMs of the bench config (default 100)
     --timeout SECS      give up waiting for the logs after SECS (default 120); exit 1
                         (the process exits 10 s later if a call into the base is stuck)
@@ -135,6 +153,11 @@ OPTIONS:
     --json              print one JSON line instead of the table
     --lib-dir DIR       see `host-harness --help`
     -h, --help          print this help
+
+EXAMPLES (build with `cargo build --release` first):
+    target/release/host-harness bench --scenario raw --events 2000000
+    target/release/host-harness bench --scenario regex-filter-add --json
+    target/release/host-harness bench --input json --processors my-processors.json
 ";
 
 /// A usage error: printed with a hint, exit code 2.
@@ -208,9 +231,73 @@ pub struct ValidateOpts {
     pub configs: Vec<PathBuf>,
 }
 
+/// What `bench` generates as the `content` of each log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// nginx combined access-log lines.
+    #[default]
+    Nginx,
+    /// JSON application-log lines.
+    Json,
+}
+
+impl InputFormat {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Nginx => "nginx",
+            InputFormat::Json => "json",
+        }
+    }
+}
+
+/// A `bench --scenario`: an input format with built-in processors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// nginx lines, no processors.
+    Raw,
+    /// nginx lines, processor_regex.
+    NginxRegex,
+    /// nginx lines, processor_regex + processor_filter_regex (drops 3xx) + processor_add_fields.
+    RegexFilterAdd,
+    /// JSON lines, processor_json.
+    Json,
+}
+
+impl Scenario {
+    /// Every scenario, in help order.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Raw,
+        Scenario::NginxRegex,
+        Scenario::RegexFilterAdd,
+        Scenario::Json,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Raw => "raw",
+            Scenario::NginxRegex => "nginx-regex",
+            Scenario::RegexFilterAdd => "regex-filter-add",
+            Scenario::Json => "json",
+        }
+    }
+
+    /// The input it generates.
+    pub fn input(self) -> InputFormat {
+        match self {
+            Scenario::Json => InputFormat::Json,
+            _ => InputFormat::Nginx,
+        }
+    }
+}
+
 /// Options of `bench`.
 #[derive(Debug, PartialEq)]
 pub struct BenchOpts {
+    /// `--scenario` (sets `input`; its processors replace `--processors`).
+    pub scenario: Option<Scenario>,
+    pub input: InputFormat,
     pub lib_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub events: u64,
@@ -227,6 +314,8 @@ pub struct BenchOpts {
 impl Default for BenchOpts {
     fn default() -> Self {
         BenchOpts {
+            scenario: None,
+            input: InputFormat::Nginx,
             lib_dir: None,
             data_dir: None,
             events: 2_000_000,
@@ -480,6 +569,7 @@ fn parse_bench(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, Usa
         lib_dir,
         ..BenchOpts::default()
     };
+    let mut input_given = false;
     while let Some(item) = args.next() {
         let (name, v) = match item {
             Item::Arg(a) => return Err(args.err(format!("unexpected argument '{a}'"))),
@@ -498,8 +588,38 @@ fn parse_bench(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, Usa
             "--timeout" => o.timeout = args.secs(&name, v)?,
             "--verify" => o.verify = args.flag(&name, v)?,
             "--json" => o.json = args.flag(&name, v)?,
+            "--scenario" => {
+                let v = args.value(&name, v)?;
+                let s = Scenario::ALL.into_iter().find(|s| s.name() == v);
+                o.scenario = Some(s.ok_or_else(|| {
+                    args.err(format!(
+                        "unknown scenario '{v}' (expected raw, nginx-regex, regex-filter-add or json)"
+                    ))
+                })?);
+            }
+            "--input" => {
+                o.input = match args.value(&name, v)?.as_str() {
+                    "nginx" => InputFormat::Nginx,
+                    "json" => InputFormat::Json,
+                    other => {
+                        return Err(args.err(format!(
+                            "unknown input format '{other}' (expected nginx or json)"
+                        )))
+                    }
+                };
+                input_given = true;
+            }
             _ => return Err(args.unknown(&name)),
         }
+    }
+    if let Some(s) = o.scenario {
+        if input_given {
+            return Err(args.err("option '--input' cannot be used with --scenario"));
+        }
+        if o.processors.is_some() {
+            return Err(args.err("option '--processors' cannot be used with --scenario"));
+        }
+        o.input = s.input();
     }
     Ok(Command::Bench(o))
 }
@@ -692,5 +812,47 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(d, BenchOpts::default());
+        assert_eq!((d.scenario, d.input), (None, InputFormat::Nginx));
+    }
+
+    fn bench(args: &[&str]) -> BenchOpts {
+        match parse(args.iter().copied()) {
+            Ok(Command::Bench(o)) => o,
+            other => panic!("expected bench, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_scenarios_and_inputs() {
+        for s in Scenario::ALL {
+            let o = bench(&["bench", "--scenario", s.name()]);
+            assert_eq!((o.scenario, o.input), (Some(s), s.input()));
+            assert!(BENCH_HELP.contains(s.name()), "{}", s.name());
+        }
+        assert_eq!(
+            bench(&["bench", "--scenario=json"]).input,
+            InputFormat::Json
+        );
+        assert_eq!(
+            bench(&["bench", "--scenario", "raw"]).input,
+            InputFormat::Nginx
+        );
+        let o = bench(&["bench", "--input", "json", "--processors", "p.json"]);
+        assert_eq!((o.scenario, o.input), (None, InputFormat::Json));
+        assert_eq!(bench(&["bench", "--input=nginx"]).input, InputFormat::Nginx);
+        assert!(err(&["bench", "--scenario", "nope"])
+            .message
+            .contains("unknown scenario 'nope'"));
+        assert!(err(&["bench", "--input", "xml"])
+            .message
+            .contains("unknown input format 'xml'"));
+        assert!(err(&["bench", "--scenario", "raw", "--input", "json"])
+            .message
+            .contains("cannot be used with --scenario"));
+        assert!(
+            err(&["bench", "--processors", "p.json", "--scenario", "json"])
+                .message
+                .contains("cannot be used with --scenario")
+        );
     }
 }

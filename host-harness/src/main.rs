@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod host;
+mod jsonlog;
 mod libs;
 mod nginx;
 mod packs;

@@ -33,10 +33,11 @@ const WORDS: [&str; 8] = [
 pub struct NginxLines {
     rng: SplitMix64,
     epoch: u64,
+    status: u16,
 }
 
 /// `(year, month 1..=12, day)` of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -68,7 +69,13 @@ impl NginxLines {
         NginxLines {
             rng: SplitMix64::new(seed),
             epoch,
+            status: 0,
         }
+    }
+
+    /// HTTP status of the last line generated (0 before the first).
+    pub fn status(&self) -> u16 {
+        self.status
     }
 
     /// The `i`-th line (the timestamp advances one second every 1000 lines).
@@ -126,6 +133,7 @@ impl NginxLines {
             95..=97 => 500,
             _ => 502,
         };
+        self.status = status;
         let _ = write!(l, " HTTP/1.1\" {status} {} \"", r.below(50_000));
         if r.below(3) == 0 {
             l.push('-');
@@ -168,6 +176,12 @@ mod tests {
         assert!((170..=240).contains(&avg), "average {avg}");
         let distinct: std::collections::HashSet<&String> = a.iter().collect();
         assert_eq!(distinct.len(), a.len());
+        let mut g = NginxLines::new(42, 1_700_000_000);
+        for (i, l) in a.iter().enumerate().take(200) {
+            g.line(i as u64);
+            let status = l.split('"').nth(2).unwrap().split(' ').nth(1).unwrap();
+            assert_eq!(status, g.status().to_string());
+        }
         let statuses: std::collections::HashSet<&str> = a
             .iter()
             .map(|l| l.split('"').nth(2).unwrap().split(' ').nth(1).unwrap())

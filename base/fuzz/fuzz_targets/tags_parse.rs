@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
     let mut last_end = 0;
     for ((k, v), (kr, vr)) in tags.iter().zip(&want) {
         assert_eq!(k.as_ref(), &data[kr.0..kr.1], "key differs from reference");
-        assert_eq!(v.as_ref(), &data[vr.0..vr.1], "value differs from reference");
+        assert_eq!(
+            v.as_ref(),
+            &data[vr.0..vr.1],
+            "value differs from reference"
+        );
         if let Some((s, e)) = range_in(&input, k) {
             assert_eq!((s, e), *kr, "key is not the expected slice");
             assert!(s >= last_end, "tags overlap or are out of order");
@@ -71,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
             last_end = e;
         }
         assert!(find(k, KV).is_none(), "key contains ~=~");
-        assert!(find(k, PAIR).is_none() && find(v, PAIR).is_none(), "piece contains ^^^");
+        assert!(
+            find(k, PAIR).is_none() && find(v, PAIR).is_none(),
+            "piece contains ^^^"
+        );
     }
 
     // Re-join and parse again. `k~=~v` re-splits at the same place because `k` came from a

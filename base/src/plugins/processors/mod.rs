@@ -10,6 +10,7 @@ pub mod gotime;
 pub mod json;
 pub(crate) mod parse_support;
 pub mod regex;
+mod regex_plan;
 pub mod rename;
 pub mod split_char;
 pub mod split_log_regex;

@@ -2,8 +2,9 @@
 //! becomes key `Keys[i]`. Extracted values are zero-copy slices of the source value.
 
 use super::parse_support::{
-    compile, compile_bytes, preview, splits_char, SourceKey, WarnLimiter, Wrap,
+    compile, compile_bytes, go_pattern, preview, splits_char, SourceKey, WarnLimiter, Wrap,
 };
+use super::regex_plan::Plan;
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::{EventGroup, LogEvent};
@@ -56,6 +57,10 @@ struct RegexProcessor {
     locs: CaptureLocations,
     /// Byte-class variant, tried first (see `parse_support::byte_classes`).
     fast: Option<Regex>,
+    /// Linear plan for log-format-shaped patterns, tried before any regex.
+    plan: Option<Plan>,
+    /// Capture spans of the last match (index 0: the whole match).
+    spans: Vec<Option<(usize, usize)>>,
     keys: Vec<Bytes>,
     source: SourceKey,
     no_key_error: bool,
@@ -90,6 +95,8 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<RegexProcessor, DetailError
     Ok(RegexProcessor {
         locs: re.capture_locations(),
         fast: compile_bytes(&o.regex, wrap),
+        plan: Plan::new(&go_pattern(&o.regex), o.full_match),
+        spans: vec![None; re.captures_len()],
         re,
         keys: o.keys.into_iter().map(Bytes::from).collect(),
         source: SourceKey::new(o.source_key),
@@ -110,6 +117,21 @@ impl RegexProcessor {
     /// exact regex's language with the same priorities, so its answer is the exact one unless
     /// a capture boundary splits a character: then the exact regex decides.
     fn captures(&mut self, value: &[u8]) -> bool {
+        if let Some(plan) = &self.plan {
+            if plan.find(value, &mut self.spans).is_some() {
+                return true;
+            }
+        }
+        let matched = self.regex_captures(value);
+        if matched {
+            for (i, s) in self.spans.iter_mut().enumerate() {
+                *s = self.locs.get(i);
+            }
+        }
+        matched
+    }
+
+    fn regex_captures(&mut self, value: &[u8]) -> bool {
         if let Some(fast) = &self.fast {
             if fast.captures_read(&mut self.locs, value).is_none() {
                 return false;
@@ -155,7 +177,7 @@ impl RegexProcessor {
         e.contents.reserve(self.keys.len());
         for (i, key) in self.keys.iter().enumerate() {
             // Groups that did not take part in the match (`(a)?`, alternations) are skipped.
-            if let Some((start, end)) = self.locs.get(i + 1) {
+            if let Some(Some((start, end))) = self.spans.get(i + 1).copied() {
                 e.set(key.clone(), value.slice(start..end));
             }
         }
