@@ -33,7 +33,6 @@ enum Step {
 pub(crate) struct Plan {
     steps: Vec<Step>,
     anchored_end: bool,
-    groups: usize,
 }
 
 /// The byte set of a class, if every byte of a match is decided by its first byte: a class of
@@ -101,7 +100,7 @@ impl Plan {
             _ => vec![&hir],
         };
         let mut steps = Vec::new();
-        let (mut start, mut end, mut groups) = (full_match, full_match, 0);
+        let (mut start, mut end) = (full_match, full_match);
         for (i, h) in items.iter().enumerate() {
             match h.kind() {
                 HirKind::Look(Look::Start) if i == 0 => start = true,
@@ -109,7 +108,6 @@ impl Plan {
                 HirKind::Literal(l) => steps.push(Step::Lit(l.0.clone())),
                 HirKind::Capture(c) => {
                     let (set, min) = run_of(&c.sub)?;
-                    groups = groups.max(c.index as usize);
                     steps.push(Step::Run {
                         set,
                         min,
@@ -142,13 +140,7 @@ impl Plan {
         Some(Plan {
             steps,
             anchored_end: end,
-            groups,
         })
-    }
-
-    /// Number of capture groups the plan fills.
-    pub(crate) fn groups(&self) -> usize {
-        self.groups
     }
 
     /// Matches `text`, filling `spans[i]` for group `i` (index 0 unused). `None` means the
@@ -228,12 +220,13 @@ mod tests {
             format!("(?s){go}")
         };
         let re = Regex::new(&wrapped).unwrap();
-        let mut spans = vec![None; plan.groups() + 1];
+        let groups = re.captures_len() - 1;
+        let mut spans = vec![None; groups + 1];
         let got = plan
             .find(text.as_bytes(), &mut spans)
             .map(|()| spans.clone());
         let want = re.captures(text.as_bytes()).map(|c| {
-            (0..=plan.groups())
+            (0..=groups)
                 .map(|i| c.get(i).map(|m| (m.start(), m.end())))
                 .collect::<Vec<_>>()
         });
