@@ -6,9 +6,11 @@
 
 use crate::context::PluginContext;
 use crate::plugins::{self, Kind};
+use crate::routing::Matcher;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 
 /// Pipeline-wide settings (`"global"`). Unknown keys are ignored: hosts add their own.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +61,9 @@ pub struct PluginSpec {
     /// Consecutive failures tolerated (each followed by a restart with back-off) before the
     /// plugin is disabled: the entry's `MaxRetries`, default [`DEFAULT_MAX_RETRIES`].
     pub max_retries: u32,
+    /// The entry's `Match` condition (aggregators and flushers only): the plugin receives
+    /// only the events it selects. `None` means every event.
+    pub matcher: Option<Arc<Matcher>>,
 }
 
 /// Default for a plugin entry's `MaxRetries`.
@@ -296,14 +301,49 @@ pub fn parse(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>>
                 continue;
             };
             for key in obj.keys() {
-                if !matches!(key.as_str(), "type" | "detail" | "MaxRetries") {
+                if !matches!(key.as_str(), "type" | "detail" | "MaxRetries" | "Match") {
                     errors.push(err(
                         at(raw_type),
                         Some(key.clone()),
-                        "unknown key (a plugin entry has `type`, `detail` and `MaxRetries`)".into(),
+                        "unknown key (a plugin entry has `type`, `detail`, `MaxRetries` and, \
+                         for aggregators and flushers, `Match`)"
+                            .into(),
                     ));
                 }
             }
+            let matcher = match (obj.get("Match"), kind) {
+                (None, _) => None,
+                (Some(_), Kind::Input | Kind::Processor) => {
+                    errors.push(err(
+                        at(raw_type),
+                        Some("Match".into()),
+                        format!(
+                            "`Match` is only allowed on aggregators and flushers, not on {}s",
+                            kind.noun()
+                        ),
+                    ));
+                    None
+                }
+                (Some(Value::String(expr)), _) => match Matcher::parse(expr) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(e) => {
+                        errors.push(err(
+                            at(raw_type),
+                            Some("Match".into()),
+                            format!("invalid condition {expr:?}: {e}"),
+                        ));
+                        None
+                    }
+                },
+                (Some(v), _) => {
+                    errors.push(err(
+                        at(raw_type),
+                        Some("Match".into()),
+                        format!("must be a string condition, got {v}"),
+                    ));
+                    None
+                }
+            };
             let max_retries = match obj.get("MaxRetries") {
                 None => DEFAULT_MAX_RETRIES,
                 Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
@@ -345,6 +385,7 @@ pub fn parse(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>>
                 priority,
                 detail,
                 max_retries,
+                matcher,
             };
             match plugins::build(&spec, &check_cx) {
                 Ok(_) => slot.push(spec),
@@ -398,6 +439,7 @@ fn default_spec(kind: Kind, type_name: &str) -> PluginSpec {
         priority: None,
         detail: Value::Object(Default::default()),
         max_retries: DEFAULT_MAX_RETRIES,
+        matcher: None,
     }
 }
 
@@ -451,6 +493,63 @@ mod tests {
             r#"{"inputs":[{"type":"nope_in"}],"processors":[{"type":"processor_drop","detail":{"DropKeys":"x"}}],"flushers":[{"type":"flusher_nope"}]}"#,
         );
         assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn match_is_parsed_on_aggregators_and_flushers_only() {
+        let c = parse(
+            "cfg",
+            r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[level] == 'error'"},
+                            {"type":"flusher_stdout"}],
+                "aggregators":[{"type":"aggregator_default","Match":"Topic =~ /^a/"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.flushers[0].matcher.as_ref().unwrap().as_str(),
+            "Fields[level] == 'error'"
+        );
+        assert!(c.flushers[1].matcher.is_none());
+        assert!(c.aggregators[0].matcher.is_some());
+
+        let e = errors(
+            r#"{"inputs":[{"type":"metric_mock","Match":"TRUE"}],
+                "processors":[{"type":"processor_drop","detail":{"DropKeys":["a"]},"Match":"TRUE"}]}"#,
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("inputs[0] (metric_mock): field \"Match\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].contains("only allowed on aggregators and flushers"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains("processors[0] (processor_drop): field \"Match\""),
+            "{}",
+            e[1]
+        );
+
+        let e = errors(r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[level] = 'x'"}]}"#);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("config \"cfg\": plugin flushers[0] (flusher_sls): field \"Match\""),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].contains("at column 15"), "{}", e[0]);
+
+        let e = errors(r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[a] =~ /(/"}]}"#);
+        assert!(e[0].contains("invalid regex"), "{}", e[0]);
+        assert!(!e[0].contains('\n'), "{}", e[0]);
+        let e = errors(r#"{"aggregators":[{"type":"aggregator_default","Match":3}]}"#);
+        assert!(
+            e[0].contains("field \"Match\": must be a string"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod manager;
 pub mod pipeline;
 pub mod plugins;
 pub mod proto;
+pub mod routing;
 pub mod runtime;
 pub mod stats;
 pub mod store;

@@ -22,7 +22,9 @@ use crate::context::PluginContext;
 use crate::event::EventGroup;
 use crate::host::{deliver_parked, FlushControl, FlushMode, Payload};
 use crate::plugins::{Aggregator, FlushError, Flusher, Input, Plugin, Processor};
+use crate::routing::Selection;
 use crate::stats::{self, AlarmType, Level, PluginStats};
+use bytes::Bytes;
 use feed::Queued;
 use slot::{backoff, Slot};
 use std::collections::VecDeque;
@@ -511,10 +513,16 @@ async fn aggregate(
     let mut group = Some(group);
     for (k, &i) in live.iter().enumerate() {
         let slot = &mut aggregators[i];
-        let g = if k + 1 == live.len() {
-            group.take().unwrap_or_default()
-        } else {
-            group.clone().unwrap_or_default()
+        // An aggregator with a `Match` gets only the events it selects (see [`crate::routing`]).
+        let routed = match (slot.spec.matcher.as_deref(), &group) {
+            (Some(m), Some(g)) => m.select(g),
+            _ => Selection::All,
+        };
+        let g = match routed {
+            Selection::Nothing => continue,
+            Selection::Some(filtered) => filtered,
+            Selection::All if k + 1 == live.len() => group.take().unwrap_or_default(),
+            Selection::All => group.clone().unwrap_or_default(),
         };
         let n = g.len();
         PluginStats::add(&slot.stats.events_in, n as u64);
@@ -583,13 +591,31 @@ fn flush_loop(
     if resent > 0 {
         tracing::info!(config = %cx.config_name, groups = resent, "delivered data handed over from the previous run");
     }
-    while let Some(group) = rx.blocking_recv() {
+    while let Some(mut group) = rx.blocking_recv() {
         if !ctl.lock_parked().is_empty() {
             // Earlier data is still waiting: keep the order by delivering it first.
             deliver_parked(&ctl);
         }
         for slot in flushers.iter_mut() {
-            flush_one(slot, &group, &ctl, &cx);
+            let Some(m) = slot.spec.matcher.as_deref() else {
+                flush_one(slot, &group, &ctl, &cx);
+                continue;
+            };
+            match m.select(&group) {
+                Selection::Nothing => {}
+                Selection::Some(mut filtered) => {
+                    let id = routed_pack_id(&cx, &filtered, &slot.name);
+                    swap_pack_id(&mut filtered, id);
+                    flush_one(slot, &filtered, &ctl, &cx);
+                }
+                Selection::All => {
+                    // Renumbered in place (and restored) rather than copying the group.
+                    let id = routed_pack_id(&cx, &group, &slot.name);
+                    let original = swap_pack_id(&mut group, id);
+                    flush_one(slot, &group, &ctl, &cx);
+                    swap_pack_id(&mut group, original);
+                }
+            }
         }
         let parked = ctl.lock_parked().len() as u64;
         pipeline_stats
@@ -597,6 +623,34 @@ fn flush_loop(
             .store(parked, std::sync::atomic::Ordering::Relaxed);
     }
     flushers
+}
+
+/// The pack id a flusher with a `Match` sends `group` under, if the group has one.
+///
+/// Such a flusher skips whole groups, so it numbers what it sends in a sequence of its own
+/// (kept with the config's other sequences, so across reloads too): its receiver sees no gap
+/// where groups went elsewhere, and no id of the unfiltered sequence twice.
+fn routed_pack_id(cx: &PluginContext, group: &EventGroup, flusher: &str) -> Option<Bytes> {
+    match group.tags.last() {
+        Some((k, _)) if k.as_ref() == b"__pack_id__" => {
+            let mut key = Vec::with_capacity(group.source.len() + flusher.len() + 8);
+            key.extend_from_slice(&group.source);
+            key.extend_from_slice(b"\0route\0");
+            key.extend_from_slice(flusher.as_bytes());
+            Some(Bytes::from(cx.pack_ids.next(&Bytes::from(key))))
+        }
+        _ => None,
+    }
+}
+
+/// Replaces the value of the trailing `__pack_id__` tag with `id` (if both exist); returns
+/// the value it replaced.
+fn swap_pack_id(group: &mut EventGroup, id: Option<Bytes>) -> Option<Bytes> {
+    let id = id?;
+    match group.tags.last_mut() {
+        Some((k, v)) if k.as_ref() == b"__pack_id__" => Some(std::mem::replace(v, id)),
+        _ => None,
+    }
 }
 
 /// Hands `group` to one flusher, applying retry and the failure policy.

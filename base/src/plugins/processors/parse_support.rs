@@ -370,7 +370,7 @@ mod tests {
     fn byte_classes_wraps_only_ascii_negated_classes() {
         assert_eq!(
             byte_classes(r#"\[([^\]]+)\] "([^"]*)" (x)"#).as_deref(),
-            Some(r#"\[((?-u:[^\]])+)\] "((?-u:[^"]*)" (x)"#)
+            Some(r#"\[((?-u:[^\]])+)\] "((?-u:[^"])*)" (x)"#)
         );
         assert_eq!(
             byte_classes(&go_pattern(r"(\S+) (\d+)")).as_deref(),
