@@ -53,17 +53,12 @@ impl Processor for AddFields {
 mod tests {
     use super::*;
     use crate::event::LogEvent;
+    use crate::plugins::processors::test_support::{boxed, process_one};
 
     fn run(detail: Value, existing: &'static [u8]) -> LogEvent {
-        let Ok(Plugin::Processor(mut p)) = build(&detail, &PluginContext::for_check("t")) else {
-            panic!("build")
-        };
         let mut e = LogEvent::new(0);
         e.set(Bytes::from_static(b"a"), Bytes::from_static(existing));
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events.pop().unwrap()
+        process_one(&mut *boxed(build, &detail), e)
     }
 
     #[test]

@@ -199,29 +199,19 @@ impl Processor for Desensitize {
 mod tests {
     use super::*;
     use crate::event::LogEvent;
+    use crate::plugins::processors::test_support::{self, built, event_at, process_one};
     use serde_json::json;
 
     fn processor(detail: Value) -> Desensitize {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build: {e:?}"),
-        }
+        built(new, &detail)
     }
 
     fn run(p: &mut Desensitize, contents: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(1);
-        for (k, v) in contents {
-            e.contents
-                .push((Bytes::from(k.to_string()), Bytes::from(v.to_string())));
-        }
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events.pop().unwrap()
+        process_one(p, event_at(1, contents))
     }
 
     fn get(e: &LogEvent, k: &str) -> String {
-        String::from_utf8(e.get(k.as_bytes()).unwrap().to_vec()).unwrap()
+        test_support::get(e, k).unwrap()
     }
 
     const ACCOUNTS: &str =

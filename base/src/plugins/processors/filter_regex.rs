@@ -90,18 +90,8 @@ impl Processor for FilterRegex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::event;
     use serde_json::json;
-
-    fn event(pairs: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(0);
-        for (k, v) in pairs {
-            e.contents.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        e
-    }
 
     /// Runs the filter over `events`; returns the indices of the kept ones.
     fn kept(detail: Value, events: &[&[(&str, &str)]]) -> Vec<usize> {

@@ -305,55 +305,20 @@ impl Processor for JsonProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::{built, event, pairs, run_one};
     use serde_json::json;
 
     const APP_LOG: &str = r#"{"time":"2023-10-10T13:55:36.123Z","level":"INFO","msg":"user login","user":{"id":42,"name":"alice","roles":["admin","dev"],"geo":{"country":"DE","city":"Berlin"}},"latency_ms":12.50,"ok":true,"trace":null,"big":1e21}"#;
 
     fn proc(detail: Value) -> JsonProcessor {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build failed: {e:?}"),
-        }
-    }
-
-    fn event(pairs: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(0);
-        for (k, v) in pairs {
-            e.contents.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        e
-    }
-
-    fn run(p: &mut JsonProcessor, e: LogEvent) -> Vec<(String, String)> {
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events[0]
-            .contents
-            .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k.to_vec()).unwrap(),
-                    String::from_utf8(v.to_vec()).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        built(new, &detail)
     }
 
     #[test]
     fn defaults_match_ilogtail_connector_and_keep_source() {
         // iLogtail's defaults: connector "_" also in front of top-level names, source kept.
         let mut p = proc(json!({"SourceKey": "content"}));
-        let out = run(&mut p, event(&[("content", APP_LOG)]));
+        let out = run_one(&mut p, event(&[("content", APP_LOG)]));
         assert_eq!(
             out,
             pairs(&[
@@ -380,7 +345,7 @@ mod tests {
         let mut p = proc(json!({
             "SourceKey": "content", "IgnoreFirstConnector": true, "KeepSource": false
         }));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[("__tag__:path", "/var/log/app.json"), ("content", APP_LOG)]),
         );
@@ -402,7 +367,7 @@ mod tests {
         let mut p = proc(json!({
             "SourceKey": "content", "KeepSource": false, "ExpandDepth": 1, "ExpandConnector": ""
         }));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[("content", r#"{"key1": 123456, "key2": "abcd"}"#)]),
         );
@@ -416,7 +381,7 @@ mod tests {
             "SourceKey": "content", "KeepSource": false, "IgnoreFirstConnector": true,
             "ExpandDepth": 2
         }));
-        let out = run(&mut p, event(&[("content", pretty)]));
+        let out = run_one(&mut p, event(&[("content", pretty)]));
         assert_eq!(
             out,
             pairs(&[
@@ -426,7 +391,7 @@ mod tests {
             ])
         );
         let mut p = proc(json!({"SourceKey": "content", "KeepSource": false, "ExpandDepth": 1}));
-        let out = run(&mut p, event(&[("content", pretty)]));
+        let out = run_one(&mut p, event(&[("content", pretty)]));
         assert_eq!(
             out[1],
             (
@@ -444,7 +409,7 @@ mod tests {
             "SourceKey": "s_key", "ExpandConnector": "-", "Prefix": "j",
             "UseSourceKeyAsPrefix": true
         }));
-        let out = run(&mut p, event(&[("s_key", v)]));
+        let out = run_one(&mut p, event(&[("s_key", v)]));
         assert_eq!(
             out,
             pairs(&[
@@ -460,7 +425,7 @@ mod tests {
             "SourceKey": "s_key", "ExpandConnector": "-", "Prefix": "j",
             "IgnoreFirstConnector": true, "KeepSource": false, "ExpandDepth": 1
         }));
-        let out = run(&mut p, event(&[("s_key", v)]));
+        let out = run_one(&mut p, event(&[("s_key", v)]));
         assert_eq!(out[0].0, "jk1");
         assert_eq!(
             out[0].1,
@@ -475,7 +440,7 @@ mod tests {
             "SourceKey": "content", "KeepSource": false, "IgnoreFirstConnector": true,
             "ExpandArray": true
         }));
-        let out = run(&mut p, event(&[("content", v)]));
+        let out = run_one(&mut p, event(&[("content", v)]));
         assert_eq!(
             out,
             pairs(&[
@@ -496,7 +461,7 @@ mod tests {
         let mut p = proc(json!({
             "SourceKey": "content", "KeepSource": false, "IgnoreFirstConnector": true
         }));
-        let out = run(&mut p, event(&[("content", v)]));
+        let out = run_one(&mut p, event(&[("content", v)]));
         assert_eq!(
             out,
             pairs(&[
@@ -537,7 +502,7 @@ mod tests {
         ];
         let mut p = proc(json!({"SourceKey": "content", "KeepSource": false}));
         for b in bad {
-            let out = run(&mut p, event(&[("content", b), ("x", "1")]));
+            let out = run_one(&mut p, event(&[("content", b), ("x", "1")]));
             assert_eq!(out, pairs(&[("content", b), ("x", "1")]), "{b}");
         }
         assert_eq!(p.warn.raised(), bad.len() as u64);
@@ -560,22 +525,22 @@ mod tests {
         let mut p = proc(json!({
             "SourceKey": "content", "KeepSource": false, "KeepSourceIfParseError": false
         }));
-        let out = run(&mut p, event(&[("content", "{broken"), ("x", "1")]));
+        let out = run_one(&mut p, event(&[("content", "{broken"), ("x", "1")]));
         assert_eq!(out, pairs(&[("x", "1")]));
         // KeepSource wins over KeepSourceIfParseError.
         let mut p = proc(json!({"SourceKey": "content", "KeepSourceIfParseError": false}));
-        let out = run(&mut p, event(&[("content", "{broken")]));
+        let out = run_one(&mut p, event(&[("content", "{broken")]));
         assert_eq!(out, pairs(&[("content", "{broken")]));
     }
 
     #[test]
     fn no_key_error_defaults_to_true() {
         let mut p = proc(json!({"SourceKey": "content"}));
-        let out = run(&mut p, event(&[("message", "{}")]));
+        let out = run_one(&mut p, event(&[("message", "{}")]));
         assert_eq!(out, pairs(&[("message", "{}")]));
         assert_eq!(p.warn.raised(), 1);
         let mut p = proc(json!({"SourceKey": "content", "NoKeyError": false}));
-        run(&mut p, event(&[("message", "{}")]));
+        run_one(&mut p, event(&[("message", "{}")]));
         assert_eq!(p.warn.raised(), 0);
     }
 
@@ -584,7 +549,7 @@ mod tests {
         let mut p = proc(json!({
             "SourceKey": "content", "KeepSource": false, "IgnoreFirstConnector": true
         }));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[
                 ("level", "old"),
@@ -593,7 +558,7 @@ mod tests {
         );
         assert_eq!(out, pairs(&[("level", "ERROR"), ("content", "inner")]));
         // An empty object parses fine and yields nothing.
-        let out = run(&mut p, event(&[("content", " {} ")]));
+        let out = run_one(&mut p, event(&[("content", " {} ")]));
         assert!(out.is_empty());
     }
 

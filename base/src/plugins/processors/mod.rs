@@ -18,4 +18,6 @@ pub mod split_log_string;
 pub mod strptime;
 #[cfg(feature = "test-plugins")]
 pub mod test_panic;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod timefmt;

@@ -195,6 +195,7 @@ impl Processor for RegexProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::{built, event_at, pairs, run};
     use serde_json::json;
 
     const NGINX: &str =
@@ -214,49 +215,11 @@ mod tests {
     const NGINX_LINE: &str = r#"192.168.1.10 - alice [10/Oct/2023:13:55:36 +0000] "GET /api/v1/users?id=42&sort=asc HTTP/1.1" 200 1532 "https://example.com/home" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0 Safari/537.36""#;
 
     fn proc(detail: Value) -> RegexProcessor {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build failed: {e:?}"),
-        }
+        built(new, &detail)
     }
 
-    fn event(pairs: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(1_700_000_000);
-        for (k, v) in pairs {
-            e.contents.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        e
-    }
-
-    fn run(p: &mut RegexProcessor, events: Vec<LogEvent>) -> Vec<Vec<(String, String)>> {
-        let mut g = EventGroup {
-            events,
-            ..EventGroup::default()
-        };
-        p.process(&mut g);
-        g.events
-            .iter()
-            .map(|e| {
-                e.contents
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8(k.to_vec()).unwrap(),
-                            String::from_utf8(v.to_vec()).unwrap(),
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn event(contents: &[(&str, &str)]) -> LogEvent {
+        event_at(1_700_000_000, contents)
     }
 
     fn nginx() -> RegexProcessor {

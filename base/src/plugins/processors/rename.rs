@@ -139,46 +139,11 @@ impl Processor for Rename {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::{built, event, pairs, run_one};
     use serde_json::json;
 
     fn proc(detail: Value) -> Rename {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build failed: {e:?}"),
-        }
-    }
-
-    fn event(pairs: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(0);
-        for (k, v) in pairs {
-            e.contents.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        e
-    }
-
-    fn run(p: &mut Rename, e: LogEvent) -> Vec<(String, String)> {
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events[0]
-            .contents
-            .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k.to_vec()).unwrap(),
-                    String::from_utf8(v.to_vec()).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        built(new, &detail)
     }
 
     #[test]
@@ -187,7 +152,7 @@ mod tests {
             "SourceKeys": ["remote_addr", "http_user_agent"],
             "DestKeys": ["client_ip", "user_agent"]
         }));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[
                 ("remote_addr", "192.168.1.10"),
@@ -210,12 +175,12 @@ mod tests {
     fn swap_and_chain_are_simultaneous() {
         let mut p = proc(json!({"SourceKeys": ["a", "b"], "DestKeys": ["b", "a"]}));
         assert_eq!(
-            run(&mut p, event(&[("a", "1"), ("b", "2")])),
+            run_one(&mut p, event(&[("a", "1"), ("b", "2")])),
             pairs(&[("b", "1"), ("a", "2")])
         );
         let mut p = proc(json!({"SourceKeys": ["a", "b"], "DestKeys": ["b", "c"]}));
         assert_eq!(
-            run(&mut p, event(&[("a", "1"), ("b", "2")])),
+            run_one(&mut p, event(&[("a", "1"), ("b", "2")])),
             pairs(&[("b", "1"), ("c", "2")])
         );
     }
@@ -223,7 +188,7 @@ mod tests {
     #[test]
     fn renamed_content_replaces_an_existing_dest_key() {
         let mut p = proc(json!({"SourceKeys": ["msg"], "DestKeys": ["message"]}));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[
                 ("message", "old"),
@@ -239,27 +204,27 @@ mod tests {
             ])
         );
         // Without the source key nothing changes.
-        let out = run(&mut p, event(&[("message", "old")]));
+        let out = run_one(&mut p, event(&[("message", "old")]));
         assert_eq!(out, pairs(&[("message", "old")]));
     }
 
     #[test]
     fn no_key_error_warns_about_missing_keys() {
         let mut p = proc(json!({"SourceKeys": ["a", "b"], "DestKeys": ["x", "y"]}));
-        assert_eq!(run(&mut p, event(&[("a", "1")])), pairs(&[("x", "1")]));
+        assert_eq!(run_one(&mut p, event(&[("a", "1")])), pairs(&[("x", "1")]));
         assert_eq!(p.warn.raised(), 0);
         let mut p =
             proc(json!({"SourceKeys": ["a", "b"], "DestKeys": ["x", "y"], "NoKeyError": true}));
-        assert_eq!(run(&mut p, event(&[("a", "1")])), pairs(&[("x", "1")]));
+        assert_eq!(run_one(&mut p, event(&[("a", "1")])), pairs(&[("x", "1")]));
         assert_eq!(p.warn.raised(), 1);
-        run(&mut p, event(&[("a", "1"), ("b", "2")]));
+        run_one(&mut p, event(&[("a", "1"), ("b", "2")]));
         assert_eq!(p.warn.raised(), 1, "no warning when every key is there");
     }
 
     #[test]
     fn identity_pairs_are_ignored() {
         let mut p = proc(json!({"SourceKeys": ["a"], "DestKeys": ["a"], "NoKeyError": true}));
-        assert_eq!(run(&mut p, event(&[("b", "1")])), pairs(&[("b", "1")]));
+        assert_eq!(run_one(&mut p, event(&[("b", "1")])), pairs(&[("b", "1")]));
         assert_eq!(p.warn.raised(), 0);
     }
 

@@ -265,46 +265,11 @@ impl Processor for SplitChar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::{built, event, pairs, run_one};
     use serde_json::json;
 
     fn proc(detail: Value) -> SplitChar {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build failed: {e:?}"),
-        }
-    }
-
-    fn event(pairs: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(0);
-        for (k, v) in pairs {
-            e.contents.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        e
-    }
-
-    fn run(p: &mut SplitChar, e: LogEvent) -> Vec<(String, String)> {
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events[0]
-            .contents
-            .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k.to_vec()).unwrap(),
-                    String::from_utf8(v.to_vec()).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        built(new, &detail)
     }
 
     fn csv(keys: &[&str]) -> SplitChar {
@@ -329,7 +294,7 @@ mod tests {
         ];
         let mut p = proc(json!({"SourceKey": "content", "SplitSep": "|", "SplitKeys": keys}));
         let line = "127.0.0.1|10/Aug/2017:14:57:51 +0800|POST|PutData?Category=YunOsAccountOpLog|0.024|18204|200|37|-|aliyun-sdk-java";
-        let out = run(&mut p, event(&[("content", line)]));
+        let out = run_one(&mut p, event(&[("content", line)]));
         assert_eq!(
             out,
             pairs(&[
@@ -351,7 +316,7 @@ mod tests {
     fn csv_with_quotes_separators_and_doubled_quotes() {
         let mut p = csv(&["year", "make", "model", "notes", "price"]);
         let line = r#"1999,Chevy,"Venture ""Extended Edition, Very Large""","",5000.00"#;
-        let out = run(&mut p, event(&[("content", line)]));
+        let out = run_one(&mut p, event(&[("content", line)]));
         assert_eq!(
             out,
             pairs(&[
@@ -369,11 +334,11 @@ mod tests {
     fn ilogtail_quote_cases_with_preserve() {
         let mut p = csv(&["key1", "key2", "key3", "key4", "key5"]);
         let line = r#"1999,Chevy,"Venture ""Extended Edition, Very Large""","","5000.00""", ,,,"#;
-        let out = run(&mut p, event(&[("content", line)]));
+        let out = run_one(&mut p, event(&[("content", line)]));
         assert_eq!(out[4], ("key5".to_string(), "5000.00\"".to_string()));
         assert_eq!(out[5], ("_split_preserve_".to_string(), " ,,,".to_string()));
         let line = r#",Chevy,"Venture ""Extended Edition, Very Large""",,"5000.00""", "#;
-        let out = run(&mut p, event(&[("content", line)]));
+        let out = run_one(&mut p, event(&[("content", line)]));
         assert_eq!(
             out,
             pairs(&[
@@ -393,7 +358,7 @@ mod tests {
         let mut p =
             proc(json!({"SourceKey": "content", "SplitSep": "[", "SplitKeys": ["key1", "key2"]}));
         let log = "[2017-12-12 00:00:00] 你好\n  hello\n\t\n[2017xxxxxx]yyyy\nzzzz\n\t你好[你好";
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[("preserve_1", "1"), ("content", log), ("preserve_2", "2")]),
         );
@@ -414,7 +379,7 @@ mod tests {
         let mut p = proc(json!({
             "SplitSep": "\t", "SplitKeys": ["date", "level"], "PreserveOthers": false
         }));
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[("content", "2023-10-10\tINFO\tserver started\tport=8080")]),
         );
@@ -424,25 +389,25 @@ mod tests {
     #[test]
     fn control_char_separator() {
         let mut p = proc(json!({"SplitSep": "\u{0001}", "SplitKeys": ["a", "b", "c"]}));
-        let out = run(&mut p, event(&[("content", "x\u{1}y z\u{1}")]));
+        let out = run_one(&mut p, event(&[("content", "x\u{1}y z\u{1}")]));
         assert_eq!(out, pairs(&[("a", "x"), ("b", "y z"), ("c", "")]));
     }
 
     #[test]
     fn fewer_fields_than_keys_warns_only_with_no_match_error() {
         let mut p = csv(&["a", "b", "c"]);
-        let out = run(&mut p, event(&[("content", "1,2")]));
+        let out = run_one(&mut p, event(&[("content", "1,2")]));
         assert_eq!(out, pairs(&[("a", "1"), ("b", "2")]));
         assert_eq!(p.warn.raised(), 0);
 
         let mut p = proc(json!({
             "SplitSep": ",", "SplitKeys": ["a", "b", "c"], "NoMatchError": true
         }));
-        let out = run(&mut p, event(&[("content", "1,2")]));
+        let out = run_one(&mut p, event(&[("content", "1,2")]));
         assert_eq!(out, pairs(&[("a", "1"), ("b", "2")]));
         assert_eq!(p.warn.raised(), 1);
         // An empty value has no fields at all (and is not a parse error: source dropped).
-        let out = run(&mut p, event(&[("content", "")]));
+        let out = run_one(&mut p, event(&[("content", "")]));
         assert!(out.is_empty());
         assert_eq!(p.warn.raised(), 2);
     }
@@ -451,12 +416,12 @@ mod tests {
     fn trailing_separator_is_an_empty_last_field() {
         let mut p = csv(&["a", "b"]);
         assert_eq!(
-            run(&mut p, event(&[("content", "x,")])),
+            run_one(&mut p, event(&[("content", "x,")])),
             pairs(&[("a", "x"), ("b", "")])
         );
         // A separator right after the last key leaves nothing to preserve.
         assert_eq!(
-            run(&mut p, event(&[("content", "x,y,")])),
+            run_one(&mut p, event(&[("content", "x,y,")])),
             pairs(&[("a", "x"), ("b", "y")])
         );
     }
@@ -464,14 +429,14 @@ mod tests {
     #[test]
     fn quotes_inside_unquoted_fields_are_literal() {
         let mut p = csv(&["a", "b", "c"]);
-        let out = run(&mut p, event(&[("content", r#"say "hi",5 " x,"""""#)]));
+        let out = run_one(&mut p, event(&[("content", r#"say "hi",5 " x,"""""#)]));
         assert_eq!(
             out,
             pairs(&[("a", r#"say "hi""#), ("b", r#"5 " x"#), ("c", r#"""#)])
         );
         // Without QuoteFlag quotes are plain bytes and commas inside them split.
         let mut p = proc(json!({"SplitSep": ",", "SplitKeys": ["a", "b", "c"]}));
-        let out = run(&mut p, event(&[("content", r#""x,y",z"#)]));
+        let out = run_one(&mut p, event(&[("content", r#""x,y",z"#)]));
         assert_eq!(out, pairs(&[("a", "\"x"), ("b", "y\""), ("c", "z")]));
     }
 
@@ -482,7 +447,7 @@ mod tests {
             "SplitSep": "[", "QuoteFlag": true, "SplitKeys": ["key1", "key2", "key3", "key4", "key5"]
         }));
         let log = "2017-12-12 00:00:00] 你好\n  hello\n\t\n[2017xxxxxx]yyyy\nzzzz\n\t你好[你好[\"[hello\"[\"\"invalid\"";
-        let out = run(
+        let out = run_one(
             &mut p,
             event(&[("preserve_1", "1"), ("content", log), ("preserve_2", "2")]),
         );
@@ -503,7 +468,7 @@ mod tests {
         // Unterminated quote.
         let mut p = csv(&["a", "b", "c"]);
         let line = r#"1,"unterminated, value"#;
-        let out = run(&mut p, event(&[("content", line)]));
+        let out = run_one(&mut p, event(&[("content", line)]));
         assert_eq!(out, pairs(&[("content", line), ("a", "1")]));
         assert_eq!(p.warn.raised(), 1);
 
@@ -512,7 +477,7 @@ mod tests {
             "SplitSep": ",", "QuoteFlag": true, "SplitKeys": ["a", "b"],
             "KeepSourceIfParseError": false
         }));
-        let out = run(&mut p, event(&[("content", r#""ab"c,d"#)]));
+        let out = run_one(&mut p, event(&[("content", r#""ab"c,d"#)]));
         assert!(out.is_empty());
     }
 
@@ -521,7 +486,7 @@ mod tests {
         let mut p = proc(json!({
             "SplitSep": ";", "QuoteFlag": true, "Quote": "'", "SplitKeys": ["user", "comment"]
         }));
-        let out = run(&mut p, event(&[("content", "bob;'it''s; fine'")]));
+        let out = run_one(&mut p, event(&[("content", "bob;'it''s; fine'")]));
         assert_eq!(out, pairs(&[("user", "bob"), ("comment", "it's; fine")]));
     }
 
@@ -530,14 +495,14 @@ mod tests {
         let mut p = proc(json!({
             "SplitSep": ",", "SplitKeys": ["a", "b"], "KeepSource": true, "NoKeyError": true
         }));
-        let out = run(&mut p, event(&[("content", "1,2")]));
+        let out = run_one(&mut p, event(&[("content", "1,2")]));
         assert_eq!(out, pairs(&[("content", "1,2"), ("a", "1"), ("b", "2")]));
-        let out = run(&mut p, event(&[("message", "1,2")]));
+        let out = run_one(&mut p, event(&[("message", "1,2")]));
         assert_eq!(out, pairs(&[("message", "1,2")]));
         assert_eq!(p.warn.raised(), 1);
         // Empty SourceKey: the first content.
         let mut p = proc(json!({"SourceKey": "", "SplitSep": ",", "SplitKeys": ["a", "b"]}));
-        let out = run(&mut p, event(&[("message", "1,2")]));
+        let out = run_one(&mut p, event(&[("message", "1,2")]));
         assert_eq!(out, pairs(&[("a", "1"), ("b", "2")]));
     }
 
@@ -594,7 +559,7 @@ mod tests {
         );
         // Quote is not checked without QuoteFlag; SplitSep defaults to "\n".
         let mut p = proc(json!({"Quote": "xx", "SplitKeys": ["first", "second"]}));
-        let out = run(&mut p, event(&[("content", "line one\nline two")]));
+        let out = run_one(&mut p, event(&[("content", "line one\nline two")]));
         assert_eq!(out, pairs(&[("first", "line one"), ("second", "line two")]));
     }
 }

@@ -135,23 +135,15 @@ impl Processor for SplitLogRegex {
 mod tests {
     use super::*;
     use crate::event::LogEvent;
-    use bytes::Bytes;
+    use crate::plugins::processors::test_support::{built, event_at};
     use serde_json::json;
 
     fn processor(detail: Value) -> SplitLogRegex {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build: {e:?}"),
-        }
+        built(new, &detail)
     }
 
     fn event(contents: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(1_696_917_336);
-        for (k, v) in contents {
-            e.contents
-                .push((Bytes::from(k.to_string()), Bytes::from(v.to_string())));
-        }
-        e
+        event_at(1_696_917_336, contents)
     }
 
     fn values(g: &EventGroup, key: &str) -> Vec<String> {

@@ -193,53 +193,17 @@ impl Processor for SplitLogString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::processors::test_support::{boxed, event_at, pairs, run};
     use serde_json::json;
 
     fn processor(detail: Value) -> Box<dyn Processor> {
-        match build(&detail, &PluginContext::for_check("t")) {
-            Ok(Plugin::Processor(p)) => p,
-            Err(e) => panic!("build: {e:?}"),
-            Ok(_) => panic!("not a processor"),
-        }
+        boxed(build, &detail)
     }
 
     fn event(time: u32, contents: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(time);
+        let mut e = event_at(time, contents);
         e.time_ns = Some(7);
-        for (k, v) in contents {
-            e.contents
-                .push((Bytes::from(k.to_string()), Bytes::from(v.to_string())));
-        }
         e
-    }
-
-    fn run(p: &mut dyn Processor, events: Vec<LogEvent>) -> Vec<Vec<(String, String)>> {
-        let mut g = EventGroup {
-            events,
-            ..EventGroup::default()
-        };
-        p.process(&mut g);
-        g.events
-            .iter()
-            .map(|e| {
-                e.contents
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8(k.to_vec()).unwrap(),
-                            String::from_utf8(v.to_vec()).unwrap(),
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     const NGINX: &str = "192.168.1.10 - - [10/Oct/2023:13:55:36 +0800] \"GET /index.html HTTP/1.1\" 200 612 \"-\" \"curl/8.0\"";
@@ -264,17 +228,17 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                kv(&[
+                pairs(&[
                     ("host", "web-1"),
                     ("file", "/var/log/nginx/access.log"),
                     ("content", NGINX)
                 ]),
-                kv(&[
+                pairs(&[
                     ("host", "web-1"),
                     ("file", "/var/log/nginx/access.log"),
                     ("content", NGINX)
                 ]),
-                kv(&[
+                pairs(&[
                     ("host", "web-1"),
                     ("file", "/var/log/nginx/access.log"),
                     ("content", "last line")
@@ -310,7 +274,7 @@ mod tests {
             &mut *p,
             vec![event(1, &[("msg", "x|y"), ("other", "1\n2")])],
         );
-        assert_eq!(out, vec![kv(&[("msg", "x|y")])]);
+        assert_eq!(out, vec![pairs(&[("msg", "x|y")])]);
     }
 
     #[test]
@@ -321,16 +285,16 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                kv(&[("content", "a")]),
-                kv(&[("content", "b|c")]),
-                kv(&[("content", "d")])
+                pairs(&[("content", "a")]),
+                pairs(&[("content", "b|c")]),
+                pairs(&[("content", "d")])
             ]
         );
         let mut p = processor(json!({"SplitKey": "content", "SplitSep": ""}));
         let out = run(&mut *p, vec![event(1, &[("content", "a\0b\nc")])]);
         assert_eq!(
             out,
-            vec![kv(&[("content", "a")]), kv(&[("content", "b\nc")])]
+            vec![pairs(&[("content", "a")]), pairs(&[("content", "b\nc")])]
         );
     }
 
@@ -342,7 +306,7 @@ mod tests {
             vec![event(1, &[("other", "v")]), event(1, &[("content", "")])],
         );
         // The log without the key is kept as is; the empty value yields no log.
-        assert_eq!(out, vec![kv(&[("other", "v")])]);
+        assert_eq!(out, vec![pairs(&[("other", "v")])]);
         let mut p = processor(json!({"SplitKey": "content", "PreserveOthers": false}));
         let out = run(&mut *p, vec![event(1, &[("other", "v")])]);
         assert!(

@@ -177,27 +177,17 @@ impl Processor for Strptime {
 mod tests {
     use super::*;
     use crate::event::LogEvent;
+    use crate::plugins::processors::test_support::{built, event_at, process_one};
     use serde_json::json;
 
     const T: u32 = 1_696_946_136; // 2023-10-10T13:55:36Z
 
     fn processor(detail: Value) -> Strptime {
-        match new(&detail, &PluginContext::for_check("t")) {
-            Ok(p) => p,
-            Err(e) => panic!("build: {e:?}"),
-        }
+        built(new, &detail)
     }
 
     fn run(p: &mut Strptime, contents: &[(&str, &str)]) -> LogEvent {
-        let mut e = LogEvent::new(42);
-        for (k, v) in contents {
-            e.contents
-                .push((Bytes::from(k.to_string()), Bytes::from(v.to_string())));
-        }
-        let mut g = EventGroup::default();
-        g.events.push(e);
-        p.process(&mut g);
-        g.events.pop().unwrap()
+        process_one(p, event_at(42, contents))
     }
 
     #[test]
