@@ -60,8 +60,11 @@ for t in "${TARGETS[@]}"; do
     log="$SCRATCH/$t.log"
     t0=$(date +%s)
     # -timeout: one input running 10 s is a hang; -rss_limit_mb: libFuzzer's OOM check.
+    # -seed: fixed in CI (FUZZ_SEED, default 1) so a run can be reproduced; set FUZZ_SEED=0
+    # for a random seed when fuzzing by hand.
     if cargo fuzz run "${FUZZ_FLAGS[@]}" "$t" "$corpus" -- \
         -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -seed="${FUZZ_SEED:-1}" \
         "${extra[@]}" >"$log" 2>&1; then
         echo "   ok: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') runs," \
             "corpus $(ls "$corpus" | wc -l) inputs, $(($(date +%s) - t0)) s"
