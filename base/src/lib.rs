@@ -10,6 +10,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ack;
+#[cfg(feature = "mimalloc")]
+mod alloc;
 pub mod config;
 pub mod context;
 pub mod event;
