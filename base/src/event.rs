@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 /// One log: a timestamp and ordered key/value contents.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct LogEvent {
     /// Seconds since the Unix epoch.
     pub time: u32,
@@ -14,20 +14,71 @@ pub struct LogEvent {
     pub time_ns: Option<u32>,
     /// Ordered contents; keys are unique when set through [`LogEvent::set`].
     pub contents: Vec<(Bytes, Bytes)>,
+    /// The log's protobuf encoding exactly as the host sent it, while the event is unchanged:
+    /// the flusher then copies these bytes instead of encoding the contents again. Only the
+    /// decoder sets it (for encodings equal to what [`crate::proto::encode_log_group`] writes),
+    /// and the pipeline clears it before any processor sees the event; code that changes an
+    /// event outside a processor must call [`LogEvent::touch`].
+    pub encoded: Option<Bytes>,
+    /// The contents are not decoded yet: they are only in `encoded`. Set by
+    /// [`crate::proto::decode_log_group_lazy`] for pipelines that send logs on unchanged; the
+    /// pipeline calls [`LogEvent::decode_contents`] before anything that reads them.
+    pub(crate) pending: bool,
 }
+
+/// Events are equal when their time and contents are; `encoded` is a cache of the same data.
+impl PartialEq for LogEvent {
+    fn eq(&self, other: &Self) -> bool {
+        let contents = |e: &Self| {
+            let mut e = e.clone();
+            e.decode_contents();
+            e.contents
+        };
+        self.time == other.time
+            && self.time_ns == other.time_ns
+            && if self.pending || other.pending {
+                contents(self) == contents(other)
+            } else {
+                self.contents == other.contents
+            }
+    }
+}
+
+impl Eq for LogEvent {}
 
 impl LogEvent {
     /// An empty event stamped with `time`.
     pub fn new(time: u32) -> Self {
         Self {
             time,
-            time_ns: None,
-            contents: Vec::new(),
+            ..Self::default()
+        }
+    }
+
+    /// Forgets the original encoding (decoding the contents first): the event is about to
+    /// change.
+    pub fn touch(&mut self) {
+        self.decode_contents();
+        self.encoded = None;
+    }
+
+    /// Whether the contents are still only in `encoded`.
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Decodes contents left in `encoded` by the lazy decoder (a no-op otherwise).
+    pub fn decode_contents(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            if let Some(raw) = &self.encoded {
+                crate::proto::decode_contents_into(raw, &mut self.contents);
+            }
         }
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        debug_assert!(!self.pending, "contents read before decode_contents");
         self.contents
             .iter()
             .find(|(k, _)| k.as_ref() == key)
@@ -41,6 +92,7 @@ impl LogEvent {
 
     /// Sets `key` to `value`, replacing an existing value in place.
     pub fn set(&mut self, key: Bytes, value: Bytes) {
+        self.touch();
         match self.contents.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => self.contents.push((key, value)),
@@ -49,6 +101,7 @@ impl LogEvent {
 
     /// Removes every content named `key`; returns the first removed value.
     pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
+        self.touch();
         let mut removed = None;
         self.contents.retain(|(k, v)| {
             if k.as_ref() == key {
@@ -63,6 +116,9 @@ impl LogEvent {
 
     /// Approximate serialized size in bytes (used for group size limits).
     pub fn byte_size(&self) -> usize {
+        if let (true, Some(raw)) = (self.pending, &self.encoded) {
+            return raw.len() + 4;
+        }
         self.contents
             .iter()
             .map(|(k, v)| k.len() + v.len() + 6)
@@ -104,6 +160,16 @@ impl EventGroup {
     /// Whether the group has no events.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// Decodes the contents of every event the lazy decoder left encoded.
+    pub fn decode_contents(&mut self) {
+        self.events.iter_mut().for_each(LogEvent::decode_contents);
+    }
+
+    /// Whether some event's contents are still only encoded.
+    pub fn has_pending(&self) -> bool {
+        self.events.iter().any(|e| e.pending)
     }
 
     /// The value of tag `key`, if present.

@@ -107,7 +107,28 @@ impl<'a> Reader<'a> {
         self.pos >= self.end
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Tags fit in one byte, and the lengths of most values and logs in two.
+        let data = &self.buf[..self.end];
+        match data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            Some(&b) => match data.get(self.pos + 1) {
+                Some(&c) if c < 0x80 => {
+                    self.pos += 2;
+                    Ok(u64::from(b & 0x7f) | u64::from(c) << 7)
+                }
+                _ => self.varint_slow(),
+            },
+            None => Err(DecodeError("truncated varint")),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let data = &self.buf[..self.end];
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -121,7 +142,7 @@ impl<'a> Reader<'a> {
         Err(DecodeError("varint longer than 10 bytes"))
     }
 
-    /// Reads a field key: (field number, wire type).
+    #[inline(always)]
     fn key(&mut self) -> Result<(u64, u8), DecodeError> {
         let key = self.varint()?;
         let wire = (key & 7) as u8;
@@ -133,6 +154,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a length-delimited field's (start, end) range.
+    #[inline(always)]
     fn len_range(&mut self) -> Result<(usize, usize), DecodeError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| DecodeError("length overflow"))?;
@@ -145,11 +167,13 @@ impl<'a> Reader<'a> {
         Ok((start, end))
     }
 
+    #[inline(always)]
     fn bytes(&mut self) -> Result<Bytes, DecodeError> {
         let (s, e) = self.len_range()?;
         Ok(self.buf.slice(s..e))
     }
 
+    #[inline(always)]
     fn fixed32(&mut self) -> Result<u32, DecodeError> {
         let end = self.pos + 4;
         if end > self.end {
@@ -176,6 +200,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn expect(&self, wire: u8, want: u8) -> Result<(), DecodeError> {
         if wire == want {
             Ok(())
@@ -185,55 +210,117 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_pair(buf: &Bytes, start: usize, end: usize) -> Result<(Bytes, Bytes), DecodeError> {
+/// Decodes a `Content`/`LogTag` (only checks it with `SKIP`); the flag says whether it had
+/// exactly one key and one value and nothing else (so copying its bytes is the same as
+/// encoding the pair again).
+#[inline(always)]
+fn decode_pair<const SKIP: bool>(
+    buf: &Bytes,
+    start: usize,
+    end: usize,
+) -> Result<((Bytes, Bytes), bool), DecodeError> {
     let mut r = Reader::new(buf, start, end);
     let (mut key, mut value) = (Bytes::new(), Bytes::new());
+    let (mut keys, mut values, mut other) = (0u32, 0u32, false);
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(w, WIRE_LEN)?;
-                key = r.bytes()?;
+                if SKIP {
+                    r.len_range()?;
+                } else {
+                    key = r.bytes()?;
+                }
+                keys += 1;
             }
             (2, w) => {
                 r.expect(w, WIRE_LEN)?;
-                value = r.bytes()?;
+                if SKIP {
+                    r.len_range()?;
+                } else {
+                    value = r.bytes()?;
+                }
+                values += 1;
             }
-            (_, w) => r.skip(w)?,
+            (_, w) => {
+                r.skip(w)?;
+                other = true;
+            }
         }
     }
-    Ok((key, value))
+    Ok(((key, value), keys == 1 && values == 1 && !other))
 }
 
-fn decode_log_range(buf: &Bytes, start: usize, end: usize) -> Result<LogEvent, DecodeError> {
+/// Decodes one `Log` from `buf[start..end]`.
+///
+/// The event keeps the log's bytes in `encoded` when they are exactly what
+/// [`encode_log_group`] would write for it, up to the lengths' encoding: one time that fits in
+/// 32 bits first, then complete contents, then at most one time_ns, nothing else. With `LAZY`
+/// such a log is only checked, not decoded: its contents stay in `encoded` (`pending`).
+fn decode_log_range<const LAZY: bool>(
+    buf: &Bytes,
+    start: usize,
+    end: usize,
+) -> Result<LogEvent, DecodeError> {
+    const TIME: u8 = 1;
+    const CONTENTS: u8 = 2;
+    const AFTER_NS: u8 = 3;
     let mut r = Reader::new(buf, start, end);
     let mut log = LogEvent::default();
+    let (mut at, mut same) = (0u8, true);
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(w, WIRE_VARINT)?;
-                log.time = r.varint()? as u32;
+                let t = r.varint()?;
+                same &= at == 0 && t <= u64::from(u32::MAX);
+                at = TIME;
+                log.time = t as u32;
             }
             (2, w) => {
                 r.expect(w, WIRE_LEN)?;
                 let (s, e) = r.len_range()?;
-                log.contents.push(decode_pair(buf, s, e)?);
+                let (pair, complete) = decode_pair::<LAZY>(buf, s, e)?;
+                same &= complete && (at == TIME || at == CONTENTS);
+                at = at.max(CONTENTS);
+                if !LAZY {
+                    log.contents.push(pair);
+                }
             }
             (4, w) => {
                 r.expect(w, WIRE_FIXED32)?;
                 log.time_ns = Some(r.fixed32()?);
+                same &= at == TIME || at == CONTENTS;
+                at = AFTER_NS;
             }
-            (_, w) => r.skip(w)?,
+            (_, w) => {
+                r.skip(w)?;
+                same = false;
+            }
         }
+    }
+    same &= at != 0;
+    if LAZY && !same {
+        // Valid, but not sent as it is: decode it for real.
+        return decode_log_range::<false>(buf, start, end);
+    }
+    if same {
+        log.encoded = Some(buf.slice(start..end));
+        log.pending = LAZY;
     }
     Ok(log)
 }
 
-/// Decodes one serialized `Log`, slicing `buf` for keys and values.
-///
-/// # Errors
-/// Returns [`DecodeError`] for malformed protobuf.
+/// Appends the contents of an encoded `Log` the lazy decoder already checked.
+pub(crate) fn decode_contents_into(raw: &Bytes, out: &mut Vec<(Bytes, Bytes)>) {
+    match decode_log_range::<false>(raw, 0, raw.len()) {
+        Ok(log) => out.extend(log.contents),
+        Err(e) => debug_assert!(false, "a checked log failed to decode: {e}"),
+    }
+}
+
 pub fn decode_log(buf: &Bytes) -> Result<LogEvent, DecodeError> {
-    decode_log_range(buf, 0, buf.len())
+    decode_log_range::<false>(buf, 0, buf.len())
 }
 
 /// Decodes a serialized `LogGroup` into an [`EventGroup`], slicing `buf`.
@@ -243,6 +330,19 @@ pub fn decode_log(buf: &Bytes) -> Result<LogEvent, DecodeError> {
 /// # Errors
 /// Returns [`DecodeError`] for malformed protobuf.
 pub fn decode_log_group(buf: &Bytes) -> Result<EventGroup, DecodeError> {
+    decode_group::<false>(buf)
+}
+
+/// Like [`decode_log_group`], but the contents of logs that can be sent on unchanged are only
+/// checked, not decoded (see [`LogEvent::decode_contents`]): for pipelines without processors.
+///
+/// # Errors
+/// The same as [`decode_log_group`]: every byte is checked.
+pub fn decode_log_group_lazy(buf: &Bytes) -> Result<EventGroup, DecodeError> {
+    decode_group::<true>(buf)
+}
+
+fn decode_group<const LAZY: bool>(buf: &Bytes) -> Result<EventGroup, DecodeError> {
     let mut r = Reader::new(buf, 0, buf.len());
     let mut group = EventGroup::default();
     while !r.done() {
@@ -250,7 +350,7 @@ pub fn decode_log_group(buf: &Bytes) -> Result<EventGroup, DecodeError> {
             (1, w) => {
                 r.expect(w, WIRE_LEN)?;
                 let (s, e) = r.len_range()?;
-                group.events.push(decode_log_range(buf, s, e)?);
+                group.events.push(decode_log_range::<LAZY>(buf, s, e)?);
             }
             (3, w) => {
                 r.expect(w, WIRE_LEN)?;
@@ -259,7 +359,7 @@ pub fn decode_log_group(buf: &Bytes) -> Result<EventGroup, DecodeError> {
             (6, w) => {
                 r.expect(w, WIRE_LEN)?;
                 let (s, e) = r.len_range()?;
-                group.tags.push(decode_pair(buf, s, e)?);
+                group.tags.push(decode_pair::<false>(buf, s, e)?.0);
             }
             (_, w) => r.skip(w)?,
         }
@@ -300,7 +400,21 @@ fn put_pair(out: &mut Vec<u8>, tag: u8, k: &[u8], v: &[u8]) {
     put_bytes_field(out, 2, v);
 }
 
+/// The original encoding of `log`, when it can be sent as it is. Its time_ns is the last
+/// field (see [`decode_log_range`]), so a flusher that leaves time_ns out cuts it off.
+#[inline(always)]
+fn passthrough(log: &LogEvent, with_time_ns: bool) -> Option<&[u8]> {
+    let raw = log.encoded.as_ref()?;
+    match log.time_ns {
+        Some(_) if !with_time_ns => raw.get(..raw.len().saturating_sub(5)),
+        _ => Some(raw),
+    }
+}
+
 fn log_len(log: &LogEvent, with_time_ns: bool) -> usize {
+    if let Some(raw) = passthrough(log, with_time_ns) {
+        return raw.len();
+    }
     let mut n = 1 + varint_len(u64::from(log.time));
     for (k, v) in &log.contents {
         let p = pair_len(k, v);
@@ -347,6 +461,10 @@ pub fn encode_log_group(out: &mut Vec<u8>, group: &EventGroup, header: &GroupHea
     for (log, &len) in group.events.iter().zip(&lens) {
         out.push((1 << 3) | WIRE_LEN);
         put_varint(out, len as u64);
+        if let Some(raw) = passthrough(log, header.with_time_ns) {
+            out.extend_from_slice(raw);
+            continue;
+        }
         out.push(1 << 3);
         put_varint(out, u64::from(log.time));
         for (k, v) in &log.contents {
@@ -447,11 +565,111 @@ mod tests {
         assert_eq!(back.category, None);
     }
 
+    /// Hand-written `Log` messages: (bytes, whether they can be sent on as they are).
+    fn odd_logs() -> Vec<(Vec<u8>, bool)> {
+        let content = |k: &[u8], v: &[u8]| {
+            let mut c = Vec::new();
+            put_bytes_field(&mut c, 1, k);
+            put_bytes_field(&mut c, 2, v);
+            let mut out = vec![0x12, c.len() as u8];
+            out.extend(c);
+            out
+        };
+        let time = vec![0x08, 0x05];
+        let ns = vec![0x25, 1, 0, 0, 0];
+        let cat = |parts: &[&[u8]]| parts.concat();
+        vec![
+            (
+                cat(&[&time, &content(b"a", b"1"), &content(b"b", b"")]),
+                true,
+            ),
+            (cat(&[&time, &content(b"a", b"1"), &ns]), true),
+            (cat(&[&time]), true),
+            // Contents before the time, time_ns before contents, twice a time: order differs.
+            (cat(&[&content(b"a", b"1"), &time]), false),
+            (cat(&[&time, &ns, &content(b"a", b"1")]), false),
+            (cat(&[&time, &time]), false),
+            // The deprecated `Values` field, a content without a value, a time over 32 bits.
+            (cat(&[&time, &[0x1a, 0x01, b'v']]), false),
+            (cat(&[&time, &[0x12, 0x03, 0x0a, 0x01, b'k']]), false),
+            (vec![0x08, 0x80, 0x80, 0x80, 0x80, 0x10], false),
+            // No time at all.
+            (content(b"a", b"1"), false),
+        ]
+    }
+
+    fn group_of(log: &[u8]) -> Bytes {
+        let mut g = Vec::new();
+        put_bytes_field(&mut g, 1, log);
+        put_bytes_field(&mut g, 3, b"topic");
+        Bytes::from(g)
+    }
+
+    #[test]
+    fn lazy_decode_sends_the_same_logs_as_a_full_decode() {
+        for (log, same) in odd_logs() {
+            let buf = group_of(&log);
+            let eager = decode_log_group(&buf).unwrap();
+            let lazy = decode_log_group_lazy(&buf).unwrap();
+            assert_eq!(lazy.events[0].is_pending(), same, "{log:x?}");
+            assert_eq!(eager.events[0].encoded.is_some(), same, "{log:x?}");
+            assert_eq!(lazy, eager, "{log:x?}");
+            for with_time_ns in [true, false] {
+                let header = GroupHeader {
+                    with_time_ns,
+                    ..GroupHeader::default()
+                };
+                let mut fresh = eager.clone();
+                fresh.events.iter_mut().for_each(LogEvent::touch);
+                let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+                encode_log_group(&mut a, &lazy, &header);
+                encode_log_group(&mut b, &eager, &header);
+                encode_log_group(&mut c, &fresh, &header);
+                let decoded = LogGroup::decode(c.as_slice()).unwrap();
+                assert_eq!(LogGroup::decode(a.as_slice()).unwrap(), decoded, "{log:x?}");
+                assert_eq!(LogGroup::decode(b.as_slice()).unwrap(), decoded, "{log:x?}");
+                if same {
+                    // Byte for byte what encoding the decoded log writes.
+                    assert_eq!(a, c, "{log:x?}");
+                }
+                assert!(with_time_ns || decoded.logs[0].time_ns.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_events_decode_on_demand_and_forget_their_bytes_when_changed() {
+        let bytes = Bytes::from(sample().encode_to_vec());
+        let mut g = decode_log_group_lazy(&bytes).unwrap();
+        assert!(g.has_pending());
+        assert!(g.events[0].contents.is_empty());
+        assert_eq!(
+            g.events[0].byte_size(),
+            g.events[0].encoded.as_ref().unwrap().len() + 4
+        );
+        g.decode_contents();
+        assert!(!g.has_pending());
+        assert_eq!(g.events[0].get(b"content").unwrap().as_ref(), b"GET / 200");
+        assert!(g.events[0].encoded.is_some());
+        g.events[0].set(Bytes::from_static(b"x"), Bytes::from_static(b"y"));
+        assert!(g.events[0].encoded.is_none());
+        let mut out = Vec::new();
+        encode_log_group(&mut out, &g, &GroupHeader::default());
+        let back = LogGroup::decode(out.as_slice()).unwrap();
+        assert_eq!(back.logs[0].contents.len(), 3);
+        assert_eq!(back.logs[0].contents[2].key, "x");
+    }
+
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
         let full = sample().encode_to_vec();
         for cut in 0..full.len() {
-            let _ = decode_log_group(&Bytes::copy_from_slice(&full[..cut]));
+            let cut = Bytes::copy_from_slice(&full[..cut]);
+            // Checking without decoding rejects exactly what decoding rejects.
+            assert_eq!(
+                decode_log_group(&cut).is_ok(),
+                decode_log_group_lazy(&cut).is_ok()
+            );
         }
         for bad in [
             &[0xffu8; 12][..],
@@ -460,8 +678,13 @@ mod tests {
             &[0x0b][..],
         ] {
             assert!(decode_log_group(&Bytes::copy_from_slice(bad)).is_err());
+            assert!(decode_log_group_lazy(&Bytes::copy_from_slice(bad)).is_err());
         }
         assert!(decode_log(&Bytes::from_static(&[0x12, 0x05, 0x0a])).is_err());
+        // A well-framed log whose content is broken inside is rejected without decoding too.
+        let inner = group_of(&[0x08, 0x05, 0x12, 0x02, 0x0a, 0x05]);
+        assert!(decode_log_group(&inner).is_err());
+        assert!(decode_log_group_lazy(&inner).is_err());
     }
 
     #[test]

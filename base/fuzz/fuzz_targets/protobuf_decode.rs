@@ -2,13 +2,16 @@
 //!
 //! Properties: decoding never panics; every decoded key/value is a slice of the input; a decoded
 //! group re-encoded with `encode_log_group` decodes again to the same events, tags and topic
-//! (`Time_ns` is kept only when the header asks for it).
+//! (`Time_ns` is kept only when the header asks for it); the lazy decoder accepts exactly what
+//! the full one does, and what it sends on unchanged decodes to the same events.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use PluginBase::event::{EventGroup, LogEvent};
-use PluginBase::proto::{decode_log, decode_log_group, encode_log_group, GroupHeader};
+use PluginBase::proto::{
+    decode_log, decode_log_group, decode_log_group_lazy, encode_log_group, GroupHeader,
+};
 
 fn assert_within(input: &Bytes, piece: &Bytes) {
     if piece.is_empty() {
@@ -63,9 +66,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(roundtrip(&group, &header).events, vec![event]);
     }
 
+    let lazy = decode_log_group_lazy(&input);
     let Ok(group) = decode_log_group(&input) else {
+        assert!(lazy.is_err(), "the lazy decoder accepted what the full one rejects");
         return;
     };
+    let lazy = lazy.expect("the lazy decoder rejected what the full one accepts");
+    assert_eq!(lazy, group, "lazy and full decoding differ");
+    for with_time_ns in [false, true] {
+        let header = GroupHeader {
+            with_time_ns,
+            ..GroupHeader::default()
+        };
+        assert_eq!(roundtrip(&lazy, &header), roundtrip(&group, &header));
+    }
     for e in &group.events {
         check_event_slices(&input, e);
     }

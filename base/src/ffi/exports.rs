@@ -295,7 +295,8 @@ pub extern "C" fn ProcessLogGroup(
     push("ProcessLogGroup", configName, packId, || {
         // SAFETY: valid for the call.
         let buf = unsafe { owned(&logGroup, "logGroup")? };
-        proto::decode_log_group(&buf).map_err(|_| ("logGroup", Code::BadProtobuf))
+        // Checked in full; contents are decoded later, and only if the pipeline reads them.
+        proto::decode_log_group_lazy(&buf).map_err(|_| ("logGroup", Code::BadProtobuf))
     })
 }
 

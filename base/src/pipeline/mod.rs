@@ -19,7 +19,7 @@ pub use feed::{Feed, InputIo, PushError};
 
 use crate::config::{PipelineConfig, PluginSpec};
 use crate::context::PluginContext;
-use crate::event::EventGroup;
+use crate::event::{EventGroup, LogEvent};
 use crate::host::{deliver_parked, FlushControl, FlushMode, Payload};
 use crate::plugins::{Aggregator, FlushError, Flusher, Input, Plugin, Processor};
 use crate::routing::Selection;
@@ -464,6 +464,17 @@ async fn process_loop(
         };
         let Queued { mut group, _permit } = queued;
         let mut alive = true;
+        if processors.iter().any(|s| !s.disabled) {
+            // Processors change events through their public fields: the host's encoding
+            // of an event is only reused when no processor saw it.
+            group.events.iter_mut().for_each(LogEvent::touch);
+        } else if aggregators
+            .iter()
+            .any(|s| s.spec.matcher.is_some() || s.spec.type_name != "aggregator_default")
+        {
+            // Only aggregator_default sizes groups from the encoding alone.
+            group.decode_contents();
+        }
         for slot in processors.iter_mut().filter(|s| !s.disabled) {
             let n = group.len();
             PluginStats::add(&slot.stats.events_in, n as u64);
@@ -592,6 +603,12 @@ fn flush_loop(
         tracing::info!(config = %cx.config_name, groups = resent, "delivered data handed over from the previous run");
     }
     while let Some(mut group) = rx.blocking_recv() {
+        if flushers
+            .iter()
+            .any(|s| s.spec.matcher.is_some() || !s.plugin.reads_encoded())
+        {
+            group.decode_contents();
+        }
         if !ctl.lock_parked().is_empty() {
             // Earlier data is still waiting: keep the order by delivering it first.
             deliver_parked(&ctl);

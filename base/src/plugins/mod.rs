@@ -111,6 +111,13 @@ pub trait Flusher: Send {
     /// # Errors
     /// [`FlushError::Retry`] to have the same group retried, [`FlushError::GiveUp`] to drop it.
     fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), FlushError>;
+
+    /// Whether the flusher handles events whose contents are still only in their original
+    /// encoding ([`crate::event::LogEvent::is_pending`]); if not, the pipeline decodes them
+    /// before calling [`Flusher::flush`].
+    fn reads_encoded(&self) -> bool {
+        false
+    }
 }
 
 /// A built plugin instance.

@@ -57,6 +57,11 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, Detail
 }
 
 impl Flusher for SlsFlusher {
+    fn reads_encoded(&self) -> bool {
+        // `encode_log_group` copies encoded logs as they are.
+        true
+    }
+
     fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), FlushError> {
         if group.is_empty() {
             return Ok(());
