@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// instead of eagerly, which keeps the resident size of an idle engine at a few MiB
 /// (eager commit made the bench's peak RSS 75 MiB instead of 31 MiB at the same speed).
 /// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still wins.
-/// `mi_option_arena_eager_commit` in mimalloc 2's `mi_option_t` (the -sys crate has no constant).
+/// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_t` (the -sys crate has no constant).
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 extern "C" fn configure() {

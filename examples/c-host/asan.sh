@@ -95,7 +95,7 @@ if [[ "${C_HOST_VALGRIND:-0}" == 1 ]]; then
         vstatus=0
         # valgrind is ~20-50x slower: the expected count is the same, the timeout is stretched.
         C_HOST_DATA_DIR="$data" valgrind -q --error-exitcode=99 --leak-check=no \
-            --log-file="$OUT/valgrind.log" \
+            --suppressions="$HERE/valgrind.supp" --log-file="$OUT/valgrind.log" \
             "$OUT/c-host-plain" "$LIBDIR" "$CONFIG" "$NAME" "$EXPECTED" \
             "$((TIMEOUT * ${C_HOST_VALGRIND_SLOWDOWN:-10}))" || vstatus=$?
         echo "   exit $vstatus after $(($(date +%s) - start)) s"
