@@ -15,7 +15,7 @@
 //! Pieces are zero-copy slices of the source value.
 
 use super::parse_support::{self, go_pattern, SourceKey, WarnLimiter, Wrap};
-use super::split_log_string::{emit_pieces, take_source};
+use super::split_log_string::Splitter;
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
@@ -55,14 +55,9 @@ impl Default for Options {
 }
 
 struct SplitLogRegex {
-    key: SourceKey,
     /// `SplitRegex` anchored at both ends of a line.
     regex: Regex,
-    preserve_others: bool,
-    no_key_error: bool,
-    position_meta: bool,
-    warn: WarnLimiter,
-    pieces: Vec<(usize, usize)>,
+    splitter: Splitter,
 }
 
 pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, DetailError> {
@@ -76,13 +71,16 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<SplitLogRegex, DetailError>
     let regex = Regex::new(&format!(r"\A(?:{})\z", go_pattern(&o.split_regex)))
         .map_err(|e| DetailError::new("SplitRegex", format!("invalid regex: {e}")))?;
     Ok(SplitLogRegex {
-        key: SourceKey::new(o.split_key),
         regex,
-        preserve_others: o.preserve_others,
-        no_key_error: o.no_key_error,
-        position_meta: o.enable_log_position_meta,
-        warn: WarnLimiter::new(NAME, cx),
-        pieces: Vec::new(),
+        splitter: Splitter {
+            key: SourceKey::new(o.split_key),
+            preserve_others: o.preserve_others,
+            no_key_error: o.no_key_error,
+            position_meta: o.enable_log_position_meta,
+            warn: WarnLimiter::new(NAME, cx),
+            missing_alarm: "LOG_REGEX_FIND_ALARM",
+            pieces: Vec::new(),
+        },
     })
 }
 
@@ -108,26 +106,9 @@ fn split(regex: &Regex, v: &[u8], pieces: &mut Vec<(usize, usize)>) {
 
 impl Processor for SplitLogRegex {
     fn process(&mut self, group: &mut EventGroup) {
-        let events = std::mem::take(&mut group.events);
-        let mut out = Vec::with_capacity(events.len());
-        for mut e in events {
-            let Some((key, value)) = take_source(&mut e, &self.key, self.preserve_others) else {
-                if self.no_key_error {
-                    let key = &self.key;
-                    self.warn.warn("LOG_REGEX_FIND_ALARM", || {
-                        format!("can't find split key {}", key.name())
-                    });
-                }
-                if self.preserve_others {
-                    out.push(e);
-                }
-                continue;
-            };
-            self.pieces.clear();
-            split(&self.regex, &value, &mut self.pieces);
-            emit_pieces(&mut out, e, &key, &value, &self.pieces, self.position_meta);
-        }
-        group.events = out;
+        let regex = &self.regex;
+        self.splitter
+            .split_group(group, |v, pieces| split(regex, v, pieces));
     }
 }
 
@@ -276,12 +257,12 @@ Caused by: java.net.SocketTimeoutException: Read timed out
             g.events.is_empty(),
             "dropped without PreserveOthers; empty value → no log"
         );
-        assert_eq!(p.warn.raised(), 1);
+        assert_eq!(p.splitter.warn.raised(), 1);
         let mut p = processor(json!({"SplitKey": "content", "PreserveOthers": true}));
         g.events = vec![event(&[("x", "1")])];
         p.process(&mut g);
         assert_eq!(g.events.len(), 1);
-        assert_eq!(p.warn.raised(), 0);
+        assert_eq!(p.splitter.warn.raised(), 0);
     }
 
     #[test]

@@ -45,14 +45,53 @@ impl Default for Options {
 }
 
 struct SplitLogString {
-    key: SourceKey,
     sep: Box<[u8]>,
-    preserve_others: bool,
-    no_key_error: bool,
-    position_meta: bool,
-    warn: WarnLimiter,
+    splitter: Splitter,
+}
+
+/// What `processor_split_log_string` and `processor_split_log_regex` share: taking the source
+/// content, the missing-key policy, and turning a value's pieces into logs.
+pub(crate) struct Splitter {
+    pub(crate) key: SourceKey,
+    pub(crate) preserve_others: bool,
+    pub(crate) no_key_error: bool,
+    pub(crate) position_meta: bool,
+    pub(crate) warn: WarnLimiter,
+    /// Alarm type raised when the source content is missing (with `NoKeyError`).
+    pub(crate) missing_alarm: &'static str,
     /// Reused: `(start, end)` of the pieces of the current value.
-    pieces: Vec<(usize, usize)>,
+    pub(crate) pieces: Vec<(usize, usize)>,
+}
+
+impl Splitter {
+    /// Replaces every event of `group` by its pieces, as `cut` finds them in the source value
+    /// (appending `(start, end)` ranges to the vector it is given, which starts empty).
+    pub(crate) fn split_group(
+        &mut self,
+        group: &mut EventGroup,
+        mut cut: impl FnMut(&[u8], &mut Vec<(usize, usize)>),
+    ) {
+        let events = std::mem::take(&mut group.events);
+        let mut out = Vec::with_capacity(events.len());
+        for mut e in events {
+            let Some((key, value)) = take_source(&mut e, &self.key, self.preserve_others) else {
+                if self.no_key_error {
+                    let key = &self.key;
+                    self.warn.warn(self.missing_alarm, || {
+                        format!("can't find split key {}", key.name())
+                    });
+                }
+                if self.preserve_others {
+                    out.push(e);
+                }
+                continue;
+            };
+            self.pieces.clear();
+            cut(&value, &mut self.pieces);
+            emit_pieces(&mut out, e, &key, &value, &self.pieces, self.position_meta);
+        }
+        group.events = out;
+    }
 }
 
 pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, DetailError> {
@@ -67,13 +106,16 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<SplitLogString, DetailError
         o.split_sep.into_bytes().into()
     };
     Ok(SplitLogString {
-        key: SourceKey::new(o.split_key),
         sep,
-        preserve_others: o.preserve_others,
-        no_key_error: o.no_key_error,
-        position_meta: o.enable_log_position_meta,
-        warn: WarnLimiter::new(NAME, cx),
-        pieces: Vec::new(),
+        splitter: Splitter {
+            key: SourceKey::new(o.split_key),
+            preserve_others: o.preserve_others,
+            no_key_error: o.no_key_error,
+            position_meta: o.enable_log_position_meta,
+            warn: WarnLimiter::new(NAME, cx),
+            missing_alarm: "PROCESSOR_SPLIT_LOG_STRING_FIND_ALARM",
+            pieces: Vec::new(),
+        },
     })
 }
 
@@ -112,11 +154,7 @@ pub(crate) fn revise_file_offset(e: &mut LogEvent, offset: usize) {
 
 /// Prepares `e` to be the template of its pieces: stamps a zero time with the current time
 /// (as iLogtail) and returns the source content, or `None` when it is missing.
-pub(crate) fn take_source(
-    e: &mut LogEvent,
-    key: &SourceKey,
-    preserve_others: bool,
-) -> Option<(Bytes, Bytes)> {
+fn take_source(e: &mut LogEvent, key: &SourceKey, preserve_others: bool) -> Option<(Bytes, Bytes)> {
     if e.time == 0 {
         e.time = crate::event::now().0;
         e.time_ns = None;
@@ -130,7 +168,7 @@ pub(crate) fn take_source(
 }
 
 /// Appends one log per `(start, end)` of `pieces`: `template` plus `key` = slice of `value`.
-pub(crate) fn emit_pieces(
+fn emit_pieces(
     out: &mut Vec<LogEvent>,
     template: LogEvent,
     key: &Bytes,
@@ -156,37 +194,20 @@ pub(crate) fn emit_pieces(
 
 impl Processor for SplitLogString {
     fn process(&mut self, group: &mut EventGroup) {
-        let events = std::mem::take(&mut group.events);
-        let mut out = Vec::with_capacity(events.len());
-        for mut e in events {
-            let Some((key, value)) = take_source(&mut e, &self.key, self.preserve_others) else {
-                if self.no_key_error {
-                    let key = &self.key;
-                    self.warn.warn("PROCESSOR_SPLIT_LOG_STRING_FIND_ALARM", || {
-                        format!("can't find split key {}", key.name())
-                    });
-                }
-                if self.preserve_others {
-                    out.push(e);
-                }
-                continue;
-            };
-            self.pieces.clear();
-            let v = value.as_ref();
+        let sep = &self.sep;
+        self.splitter.split_group(group, |v, pieces| {
             let mut start = 0;
             loop {
-                let end = find(v, &self.sep, start).unwrap_or(v.len());
+                let end = find(v, sep, start).unwrap_or(v.len());
                 if end > start {
-                    self.pieces.push((start, end));
+                    pieces.push((start, end));
                 }
                 if end == v.len() {
                     break;
                 }
-                start = end + self.sep.len();
+                start = end + sep.len();
             }
-            emit_pieces(&mut out, e, &key, &value, &self.pieces, self.position_meta);
-        }
-        group.events = out;
+        });
     }
 }
 
@@ -327,11 +348,11 @@ mod tests {
             ..EventGroup::default()
         };
         p.process(&mut g);
-        assert_eq!(p.warn.raised(), 2);
-        assert_eq!(p.warn.suppressed(), 1);
-        p.no_key_error = false;
+        assert_eq!(p.splitter.warn.raised(), 2);
+        assert_eq!(p.splitter.warn.suppressed(), 1);
+        p.splitter.no_key_error = false;
         p.process(&mut g);
-        assert_eq!(p.warn.raised(), 2);
+        assert_eq!(p.splitter.warn.raised(), 2);
     }
 
     #[test]
