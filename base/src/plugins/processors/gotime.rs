@@ -77,8 +77,10 @@ struct GoTime {
     no_key_error: bool,
     alarm_if_fail: bool,
     warn: WarnLimiter,
-    /// Reused formatting buffer.
-    buf: Vec<u8>,
+    /// Length of the last formatted value (sizes the next group's buffer).
+    value_len: usize,
+    /// Reused: which event gets which range of the group's formatted values.
+    spans: Vec<(usize, std::ops::Range<usize>)>,
 }
 
 fn zone(field: &str, hours: Option<i32>) -> Result<Zone, DetailError> {
@@ -128,7 +130,8 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<GoTime, DetailError> {
         no_key_error: o.no_key_error,
         alarm_if_fail: o.alarm_if_fail,
         warn: WarnLimiter::new(NAME, cx),
-        buf: Vec::new(),
+        value_len: 0,
+        spans: Vec::new(),
     })
 }
 
@@ -168,7 +171,11 @@ impl GoTime {
 impl Processor for GoTime {
     fn process(&mut self, group: &mut EventGroup) {
         let now = i64::from(crate::event::now().0);
-        for e in &mut group.events {
+        // Every formatted value of the group goes into one buffer (one allocation per group,
+        // not per event); events get slices of it once it is complete.
+        let mut text = Vec::with_capacity(group.len() * (self.value_len + 8));
+        self.spans.clear();
+        for (i, e) in group.events.iter_mut().enumerate() {
             let Some(idx) = e.contents.iter().position(|(k, _)| *k == self.key) else {
                 if self.no_key_error {
                     let key = &self.key;
@@ -204,9 +211,16 @@ impl Processor for GoTime {
             if !self.keep_source {
                 e.contents.remove(idx);
             }
-            self.buf.clear();
-            self.dest.format(secs, ns, self.dest_zone, &mut self.buf);
-            e.set(self.dest_key.clone(), Bytes::copy_from_slice(&self.buf));
+            let start = text.len();
+            self.dest.format(secs, ns, self.dest_zone, &mut text);
+            self.spans.push((i, start..text.len()));
+        }
+        if let Some((_, last)) = self.spans.last() {
+            self.value_len = last.len();
+        }
+        let text = Bytes::from(text);
+        for (i, span) in self.spans.drain(..) {
+            group.events[i].set(self.dest_key.clone(), text.slice(span));
         }
     }
 }
