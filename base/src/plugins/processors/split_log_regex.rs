@@ -14,7 +14,7 @@
 //!
 //! Pieces are zero-copy slices of the source value.
 
-use super::parse_support::{self, go_pattern, SourceKey, WarnLimiter, Wrap};
+use super::parse_support::{self, go_pattern, Wrap};
 use super::split_log_string::Splitter;
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
@@ -72,15 +72,14 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<SplitLogRegex, DetailError>
         .map_err(|e| DetailError::new("SplitRegex", format!("invalid regex: {e}")))?;
     Ok(SplitLogRegex {
         regex,
-        splitter: Splitter {
-            key: SourceKey::new(o.split_key),
-            preserve_others: o.preserve_others,
-            no_key_error: o.no_key_error,
-            position_meta: o.enable_log_position_meta,
-            warn: WarnLimiter::new(NAME, cx),
-            missing_alarm: "LOG_REGEX_FIND_ALARM",
-            pieces: Vec::new(),
-        },
+        splitter: Splitter::new(
+            cx,
+            (NAME, "LOG_REGEX_FIND_ALARM"),
+            o.split_key,
+            o.preserve_others,
+            o.no_key_error,
+            o.enable_log_position_meta,
+        ),
     })
 }
 

@@ -64,6 +64,27 @@ pub(crate) struct Splitter {
 }
 
 impl Splitter {
+    /// The shared part of both processors' options (`SplitKey`, `PreserveOthers`,
+    /// `NoKeyError`, `EnableLogPositionMeta`); `name` and `missing_alarm` are the plugin's.
+    pub(crate) fn new(
+        cx: &PluginContext,
+        (name, missing_alarm): (&'static str, &'static str),
+        split_key: String,
+        preserve_others: bool,
+        no_key_error: bool,
+        position_meta: bool,
+    ) -> Self {
+        Self {
+            key: SourceKey::new(split_key),
+            preserve_others,
+            no_key_error,
+            position_meta,
+            warn: WarnLimiter::new(name, cx),
+            missing_alarm,
+            pieces: Vec::new(),
+        }
+    }
+
     /// Replaces every event of `group` by its pieces, as `cut` finds them in the source value
     /// (appending `(start, end)` ranges to the vector it is given, which starts empty).
     pub(crate) fn split_group(
@@ -107,15 +128,14 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<SplitLogString, DetailError
     };
     Ok(SplitLogString {
         sep,
-        splitter: Splitter {
-            key: SourceKey::new(o.split_key),
-            preserve_others: o.preserve_others,
-            no_key_error: o.no_key_error,
-            position_meta: o.enable_log_position_meta,
-            warn: WarnLimiter::new(NAME, cx),
-            missing_alarm: "PROCESSOR_SPLIT_LOG_STRING_FIND_ALARM",
-            pieces: Vec::new(),
-        },
+        splitter: Splitter::new(
+            cx,
+            (NAME, "PROCESSOR_SPLIT_LOG_STRING_FIND_ALARM"),
+            o.split_key,
+            o.preserve_others,
+            o.no_key_error,
+            o.enable_log_position_meta,
+        ),
     })
 }
 
