@@ -162,6 +162,11 @@ impl EventGroup {
         self.events.is_empty()
     }
 
+    /// Approximate serialized size of the events (see [`LogEvent::byte_size`]).
+    pub fn byte_size(&self) -> usize {
+        self.events.iter().map(LogEvent::byte_size).sum()
+    }
+
     /// Decodes the contents of every event the lazy decoder left encoded.
     pub fn decode_contents(&mut self) {
         self.events.iter_mut().for_each(LogEvent::decode_contents);

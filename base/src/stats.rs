@@ -8,6 +8,7 @@
 //! config `logtail_alarm`, statistics as config `shennong_log_profile` with logstore
 //! `logtail_plugin_profile`.
 
+use crate::event::EventGroup;
 use once_cell::sync::Lazy;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,9 +22,10 @@ pub struct PluginStats {
     pub events_in: AtomicU64,
     /// Events handed on (or delivered, for flushers).
     pub events_out: AtomicU64,
-    /// Bytes received (where known).
+    /// Bytes received: the size of the events' keys and values, about their serialized size
+    /// (see [`crate::event::LogEvent::byte_size`]).
     pub bytes_in: AtomicU64,
-    /// Bytes handed on / delivered (serialized size for flushers).
+    /// Bytes handed on (delivered, for flushers), measured as `bytes_in`.
     pub bytes_out: AtomicU64,
     /// Events dropped (each drop also raises an alarm).
     pub dropped: AtomicU64,
@@ -39,10 +41,30 @@ pub struct PluginStats {
     pub queue_depth: AtomicU64,
 }
 
+fn sizes<'a>(groups: impl IntoIterator<Item = &'a EventGroup>) -> (u64, u64) {
+    groups.into_iter().fold((0, 0), |(n, b), g| {
+        (n + g.len() as u64, b + g.byte_size() as u64)
+    })
+}
+
 impl PluginStats {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `groups` as received (events and bytes).
+    pub fn count_in<'a>(&self, groups: impl IntoIterator<Item = &'a EventGroup>) {
+        let (events, bytes) = sizes(groups);
+        Self::add(&self.events_in, events);
+        Self::add(&self.bytes_in, bytes);
+    }
+
+    /// Counts `groups` as handed on (events and bytes).
+    pub fn count_out<'a>(&self, groups: impl IntoIterator<Item = &'a EventGroup>) {
+        let (events, bytes) = sizes(groups);
+        Self::add(&self.events_out, events);
+        Self::add(&self.bytes_out, bytes);
     }
 
     fn snapshot(&self) -> [(&'static str, u64); 10] {

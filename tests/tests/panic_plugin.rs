@@ -4,6 +4,7 @@
 //! of its config keeps running), statistics arrive as `shennong_log_profile`, and exit still
 //! completes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use e2e_tests::session::add_fields;
@@ -86,18 +87,37 @@ fn a_panicking_processor_does_not_hurt_the_process_or_other_configs() {
         wait_until(Duration::from_secs(20), || store::log_count(BAD) > 0),
         "{BAD} delivered nothing after its processor was disabled"
     );
-    // Statistics name every plugin of the healthy config with its counters.
+    // Statistics name every plugin of the healthy config with its counters: all N logs went
+    // through processor_add_fields (which made them bigger) and were delivered by the flusher.
+    let latest = |plugin: &str| -> HashMap<String, u64> {
+        let groups = store::groups_for("shennong_log_profile");
+        let log = groups
+            .iter()
+            .flat_map(|g| &g.logs)
+            .rfind(|l| l.get("config") == Some(HEALTHY) && l.get("plugin") == Some(plugin));
+        log.map(|l| {
+            l.contents
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let healthy_counters = || {
+        let (p, f) = (latest("processor_add_fields/0"), latest("flusher_sls/0"));
+        let get = |m: &HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+        let ok = get(&p, "events_in") == N
+            && get(&p, "events_out") == N
+            && get(&p, "bytes_in") > N * 10
+            && get(&p, "bytes_out") > get(&p, "bytes_in")
+            && get(&f, "events_out") == N
+            && get(&f, "bytes_out") > N * 10;
+        (ok, p, f)
+    };
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            store::groups_for("shennong_log_profile").iter().any(|g| {
-                g.logs.iter().any(|l| {
-                    l.get("config") == Some(HEALTHY)
-                        && l.get("plugin") == Some("processor_add_fields/0")
-                        && l.get("events_in").and_then(|v| v.parse::<u64>().ok()) == Some(N)
-                })
-            })
-        }),
-        "no statistics for {HEALTHY}"
+        wait_until(Duration::from_secs(20), || healthy_counters().0),
+        "statistics of {HEALTHY} (processor, flusher): {:?}",
+        healthy_counters()
     );
     eprintln!(
         "{BAD} delivered {} logs; alarms: {:?}",

@@ -105,7 +105,7 @@ impl Feed {
             return Err(PushError::Closed);
         }
         let n = self.permits(&group);
-        let events = group.len() as u64;
+        let (events, bytes) = (group.len() as u64, group.byte_size() as u64);
         let permit = match self.sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(PushError::Closed),
@@ -124,6 +124,7 @@ impl Feed {
             })
             .map_err(|_| PushError::Closed)?;
         PluginStats::add(&self.stats.events_in, events);
+        PluginStats::add(&self.stats.bytes_in, bytes);
         self.note_depth();
         Ok(())
     }
@@ -158,9 +159,10 @@ impl InputIo {
     /// # Errors
     /// [`PushError::Closed`] when the pipeline's processors are gone.
     pub async fn send(&mut self, group: EventGroup) -> Result<(), PushError> {
-        let n = group.len() as u64;
+        let (n, bytes) = (group.len() as u64, group.byte_size() as u64);
         self.feed.send(group).await?;
         PluginStats::add(&self.stats.events_out, n);
+        PluginStats::add(&self.stats.bytes_out, bytes);
         Ok(())
     }
 

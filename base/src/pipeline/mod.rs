@@ -477,9 +477,9 @@ async fn process_loop(
         }
         for slot in processors.iter_mut().filter(|s| !s.disabled) {
             let n = group.len();
-            PluginStats::add(&slot.stats.events_in, n as u64);
+            slot.stats.count_in([&group]);
             match slot.call(|p| p.process(&mut group)) {
-                Ok(()) => PluginStats::add(&slot.stats.events_out, group.len() as u64),
+                Ok(()) => slot.stats.count_out([&group]),
                 Err(panic) => {
                     drop_alarm(
                         &cx,
@@ -536,10 +536,10 @@ async fn aggregate(
             Selection::All => group.clone().unwrap_or_default(),
         };
         let n = g.len();
-        PluginStats::add(&slot.stats.events_in, n as u64);
+        slot.stats.count_in([&g]);
         let before = out.len();
         match slot.call(|a| a.add(g, out)) {
-            Ok(()) => count_out(&slot.stats, &out[before..]),
+            Ok(()) => slot.stats.count_out(&out[before..]),
             Err(panic) => {
                 drop_alarm(
                     cx,
@@ -557,11 +557,6 @@ async fn aggregate(
     }
 }
 
-fn count_out(stats: &PluginStats, groups: &[EventGroup]) {
-    let n: usize = groups.iter().map(EventGroup::len).sum();
-    PluginStats::add(&stats.events_out, n as u64);
-}
-
 async fn flush_aggregators(
     aggregators: &mut Stage<Box<dyn Aggregator>>,
     out: &mut Vec<EventGroup>,
@@ -570,7 +565,7 @@ async fn flush_aggregators(
     for slot in aggregators.iter_mut().filter(|s| !s.disabled) {
         let before = out.len();
         match slot.call(|a| a.flush(out)) {
-            Ok(()) => count_out(&slot.stats, &out[before..]),
+            Ok(()) => slot.stats.count_out(&out[before..]),
             Err(panic) => {
                 if let Some(d) = slot.fail(cx, true, &panic) {
                     tokio::time::sleep(d).await;
@@ -682,12 +677,12 @@ fn flush_one(
         drop_alarm(cx, &slot.stats, &slot.name, n, "the flusher is disabled");
         return;
     }
-    PluginStats::add(&slot.stats.events_in, n as u64);
+    slot.stats.count_in([group]);
     let mut attempt = 0u32;
     loop {
         match slot.call(|f| f.flush(group, ctl)) {
             Ok(Ok(())) => {
-                PluginStats::add(&slot.stats.events_out, n as u64);
+                slot.stats.count_out([group]);
                 return;
             }
             Ok(Err(FlushError::Retry(why))) => {
