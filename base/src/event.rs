@@ -186,6 +186,54 @@ impl EventGroup {
     }
 }
 
+/// `Bytes` for text written in a config (a field name, a value to add): shared without a
+/// reference count. Every event a processor touches carries such names; as ordinary `Bytes`
+/// each clone and drop would update one counter, from the processing thread and the flush
+/// thread at once (about 15 % of the nginx-regex scenario went to that contention).
+///
+/// Each distinct text is kept for the life of the process (reloading a config with the same
+/// names reuses them), at most [`CONFIG_TEXT_LIMIT`] bytes in all; past that, an ordinary copy.
+pub fn config_text(text: &[u8]) -> Bytes {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    /// The kept texts and their total size.
+    type Kept = (HashSet<&'static [u8]>, usize);
+    static TEXTS: once_cell::sync::Lazy<Mutex<Kept>> = once_cell::sync::Lazy::new(Mutex::default);
+    let mut guard = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (texts, total) = &mut *guard;
+    if let Some(&kept) = texts.get(text) {
+        return Bytes::from_static(kept);
+    }
+    if *total + text.len() > CONFIG_TEXT_LIMIT {
+        return Bytes::copy_from_slice(text);
+    }
+    let kept: &'static [u8] = Box::leak(text.to_vec().into_boxed_slice());
+    texts.insert(kept);
+    *total += kept.len();
+    Bytes::from_static(kept)
+}
+
+#[cfg(test)]
+mod config_text_tests {
+    use super::*;
+
+    #[test]
+    fn config_text_is_shared_and_bounded() {
+        let a = config_text(b"config_text_tests.key");
+        let b = config_text(b"config_text_tests.key");
+        assert_eq!(a, b);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one kept copy");
+        // Past the limit, texts are ordinary copies (and still equal to what was asked).
+        let big = vec![b'x'; CONFIG_TEXT_LIMIT + 1];
+        let c = config_text(&big);
+        assert_eq!(c.as_ref(), &big[..]);
+        assert_ne!(c.as_ptr(), config_text(&big).as_ptr());
+    }
+}
+
+/// How many bytes of distinct config text [`config_text`] keeps at most.
+pub const CONFIG_TEXT_LIMIT: usize = 1 << 20;
+
 /// Current time as (seconds, nanoseconds) since the Unix epoch.
 pub fn now() -> (u32, u32) {
     let d = std::time::SystemTime::now()

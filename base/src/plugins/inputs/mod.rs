@@ -3,14 +3,14 @@
 pub mod metric_mock;
 pub mod service_mock;
 
-use crate::event::LogEvent;
+use crate::event::{config_text, LogEvent};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
 /// Converts an options map into reusable `Bytes` pairs (sorted by key for stable output).
 pub(crate) fn pairs(map: &BTreeMap<String, String>) -> Vec<(Bytes, Bytes)> {
     map.iter()
-        .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())))
+        .map(|(k, v)| (config_text(k.as_bytes()), config_text(v.as_bytes())))
         .collect()
 }
 

@@ -12,7 +12,7 @@
 use super::parse_support::{self, go_pattern, Wrap};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::EventGroup;
+use crate::event::{config_text, EventGroup};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -83,7 +83,7 @@ fn new(detail: &Value, _cx: &PluginContext) -> Result<Desensitize, DetailError> 
                 "must not be empty when Method is \"const\"",
             ))
         }
-        "const" => Method::Const(Bytes::from(o.replace_string)),
+        "const" => Method::Const(config_text(o.replace_string.as_bytes())),
         "md5" => Method::Md5,
         other => {
             return Err(DetailError::new(
@@ -125,7 +125,7 @@ fn new(detail: &Value, _cx: &PluginContext) -> Result<Desensitize, DetailError> 
         }
     };
     Ok(Desensitize {
-        key: Bytes::from(o.source_key),
+        key: config_text(o.source_key.as_bytes()),
         method,
         locs: regex.as_ref().map(|(r, _)| r.capture_locations()),
         regex,

@@ -10,7 +10,7 @@ use super::parse_support::{preview, WarnLimiter};
 use super::timefmt::{Layout, Zone};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::EventGroup;
+use crate::event::{config_text, EventGroup};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -118,11 +118,11 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<GoTime, DetailError> {
         layout => Source::Layout(Layout::go(layout)),
     };
     Ok(GoTime {
-        key: Bytes::from(o.source_key),
+        key: config_text(o.source_key.as_bytes()),
         source_format: o.source_format,
         source,
         source_zone: zone("SourceLocation", o.source_location)?,
-        dest_key: Bytes::from(o.dest_key),
+        dest_key: config_text(o.dest_key.as_bytes()),
         dest: Layout::go(&o.dest_format),
         dest_zone: zone("DestLocation", o.dest_location)?,
         set_time: o.set_time,

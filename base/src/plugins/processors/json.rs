@@ -9,7 +9,7 @@
 use super::parse_support::{preview, set_all, WarnLimiter};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::{EventGroup, LogEvent};
+use crate::event::{config_text, EventGroup, LogEvent};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -100,7 +100,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<JsonProcessor, DetailError>
         root.push_str(&o.source_key);
     }
     Ok(JsonProcessor {
-        source: Bytes::from(o.source_key),
+        source: config_text(o.source_key.as_bytes()),
         no_key_error: o.no_key_error,
         keep_source: o.keep_source,
         keep_source_if_parse_error: o.keep_source_if_parse_error,

@@ -3,7 +3,7 @@
 
 use crate::config::DetailError;
 use crate::context::PluginContext;
-use crate::event::LogEvent;
+use crate::event::{config_text, LogEvent};
 use bytes::Bytes;
 use regex::bytes::Regex;
 use std::sync::Arc;
@@ -181,7 +181,7 @@ impl SourceKey {
         if key.is_empty() {
             SourceKey::First
         } else {
-            SourceKey::Named(Bytes::from(key))
+            SourceKey::Named(config_text(key.as_bytes()))
         }
     }
 

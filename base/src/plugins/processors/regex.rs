@@ -7,7 +7,7 @@ use super::parse_support::{
 use super::regex_plan::Plan;
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::{EventGroup, LogEvent};
+use crate::event::{config_text, EventGroup, LogEvent};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex};
@@ -98,7 +98,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<RegexProcessor, DetailError
         plan: Plan::new(&go_pattern(&o.regex), o.full_match),
         spans: vec![None; re.captures_len()],
         re,
-        keys: o.keys.into_iter().map(Bytes::from).collect(),
+        keys: o.keys.iter().map(|k| config_text(k.as_bytes())).collect(),
         source: SourceKey::new(o.source_key),
         no_key_error: o.no_key_error,
         no_match_error: o.no_match_error,

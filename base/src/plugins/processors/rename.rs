@@ -3,7 +3,7 @@
 use super::parse_support::WarnLimiter;
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::{EventGroup, LogEvent};
+use crate::event::{config_text, EventGroup, LogEvent};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -69,7 +69,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<Rename, DetailError> {
         .into_iter()
         .zip(o.dest_keys)
         .filter(|(s, d)| s != d)
-        .map(|(s, d)| (Bytes::from(s), Bytes::from(d)))
+        .map(|(s, d)| (config_text(s.as_bytes()), config_text(d.as_bytes())))
         .collect();
     Ok(Rename {
         found: vec![false; pairs.len()],

@@ -5,7 +5,7 @@
 use super::parse_support::{preview, set_all, SourceKey, WarnLimiter};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::{EventGroup, LogEvent};
+use crate::event::{config_text, EventGroup, LogEvent};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -110,7 +110,11 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<SplitChar, DetailError> {
         source: SourceKey::new(o.source_key),
         sep,
         quote,
-        keys: o.split_keys.into_iter().map(Bytes::from).collect(),
+        keys: o
+            .split_keys
+            .iter()
+            .map(|k| config_text(k.as_bytes()))
+            .collect(),
         preserve_others: o.preserve_others,
         no_key_error: o.no_key_error,
         no_match_error: o.no_match_error,

@@ -9,7 +9,7 @@ use super::parse_support::{preview, WarnLimiter};
 use super::timefmt::{Layout, Zone};
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
-use crate::event::EventGroup;
+use crate::event::{config_text, EventGroup};
 use crate::plugins::{Plugin, Processor};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -112,7 +112,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<Strptime, DetailError> {
         } else {
             o.precise_timestamp_key
         };
-        Some((Bytes::from(key), unit))
+        Some((config_text(key.as_bytes()), unit))
     } else {
         None
     };
@@ -122,7 +122,7 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<Strptime, DetailError> {
         o.source_key
     };
     Ok(Strptime {
-        key: Bytes::from(key),
+        key: config_text(key.as_bytes()),
         format: o.format,
         layout,
         zone,
