@@ -41,7 +41,8 @@ pub struct PluginStats {
     pub queue_depth: AtomicU64,
 }
 
-fn sizes<'a>(groups: impl IntoIterator<Item = &'a EventGroup>) -> (u64, u64) {
+/// (events, bytes) of `groups` (bytes as [`EventGroup::byte_size`]).
+pub fn sizes<'a>(groups: impl IntoIterator<Item = &'a EventGroup>) -> (u64, u64) {
     groups.into_iter().fold((0, 0), |(n, b), g| {
         (n + g.len() as u64, b + g.byte_size() as u64)
     })
@@ -53,16 +54,14 @@ impl PluginStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts `groups` as received (events and bytes).
-    pub fn count_in<'a>(&self, groups: impl IntoIterator<Item = &'a EventGroup>) {
-        let (events, bytes) = sizes(groups);
+    /// Counts (events, bytes) as received (see [`sizes`]).
+    pub fn add_in(&self, (events, bytes): (u64, u64)) {
         Self::add(&self.events_in, events);
         Self::add(&self.bytes_in, bytes);
     }
 
-    /// Counts `groups` as handed on (events and bytes).
-    pub fn count_out<'a>(&self, groups: impl IntoIterator<Item = &'a EventGroup>) {
-        let (events, bytes) = sizes(groups);
+    /// Counts (events, bytes) as handed on (see [`sizes`]).
+    pub fn add_out(&self, (events, bytes): (u64, u64)) {
         Self::add(&self.events_out, events);
         Self::add(&self.bytes_out, bytes);
     }

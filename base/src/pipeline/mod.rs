@@ -475,11 +475,14 @@ async fn process_loop(
             // Only aggregator_default sizes groups from the encoding alone.
             group.decode_contents();
         }
+        // What one stage hands on is what the next receives: each size is computed once.
+        let mut size = None;
         for slot in processors.iter_mut().filter(|s| !s.disabled) {
             let n = group.len();
-            slot.stats.count_in([&group]);
+            slot.stats
+                .add_in(*size.get_or_insert_with(|| stats::sizes([&group])));
             match slot.call(|p| p.process(&mut group)) {
-                Ok(()) => slot.stats.count_out([&group]),
+                Ok(()) => slot.stats.add_out(*size.insert(stats::sizes([&group]))),
                 Err(panic) => {
                     drop_alarm(
                         &cx,
@@ -498,7 +501,7 @@ async fn process_loop(
             }
         }
         if alive && !group.is_empty() {
-            aggregate(&mut aggregators, group, &mut out, &cx).await;
+            aggregate(&mut aggregators, group, size, &mut out, &cx).await;
         }
         drop(_permit);
         send_all(&mut out, &out_tx, &cx).await;
@@ -508,9 +511,11 @@ async fn process_loop(
     (processors, aggregators)
 }
 
+/// `size` is `stats::sizes` of `group`, when already known.
 async fn aggregate(
     aggregators: &mut Stage<Box<dyn Aggregator>>,
     group: EventGroup,
+    size: Option<(u64, u64)>,
     out: &mut Vec<EventGroup>,
     cx: &PluginContext,
 ) {
@@ -529,17 +534,18 @@ async fn aggregate(
             (Some(m), Some(g)) => m.select(g),
             _ => Selection::All,
         };
-        let g = match routed {
+        let (g, g_size) = match routed {
             Selection::Nothing => continue,
-            Selection::Some(filtered) => filtered,
-            Selection::All if k + 1 == live.len() => group.take().unwrap_or_default(),
-            Selection::All => group.clone().unwrap_or_default(),
+            Selection::Some(filtered) => (filtered, None),
+            Selection::All if k + 1 == live.len() => (group.take().unwrap_or_default(), size),
+            Selection::All => (group.clone().unwrap_or_default(), size),
         };
         let n = g.len();
-        slot.stats.count_in([&g]);
+        slot.stats
+            .add_in(g_size.unwrap_or_else(|| stats::sizes([&g])));
         let before = out.len();
         match slot.call(|a| a.add(g, out)) {
-            Ok(()) => slot.stats.count_out(&out[before..]),
+            Ok(()) => slot.stats.add_out(stats::sizes(&out[before..])),
             Err(panic) => {
                 drop_alarm(
                     cx,
@@ -565,7 +571,7 @@ async fn flush_aggregators(
     for slot in aggregators.iter_mut().filter(|s| !s.disabled) {
         let before = out.len();
         match slot.call(|a| a.flush(out)) {
-            Ok(()) => slot.stats.count_out(&out[before..]),
+            Ok(()) => slot.stats.add_out(stats::sizes(&out[before..])),
             Err(panic) => {
                 if let Some(d) = slot.fail(cx, true, &panic) {
                     tokio::time::sleep(d).await;
@@ -677,12 +683,13 @@ fn flush_one(
         drop_alarm(cx, &slot.stats, &slot.name, n, "the flusher is disabled");
         return;
     }
-    slot.stats.count_in([group]);
+    let size = stats::sizes([group]);
+    slot.stats.add_in(size);
     let mut attempt = 0u32;
     loop {
         match slot.call(|f| f.flush(group, ctl)) {
             Ok(Ok(())) => {
-                slot.stats.count_out([group]);
+                slot.stats.add_out(size);
                 return;
             }
             Ok(Err(FlushError::Retry(why))) => {

@@ -62,6 +62,8 @@ struct RegexProcessor {
     /// Capture spans of the last match (index 0: the whole match).
     spans: Vec<Option<(usize, usize)>>,
     keys: Vec<Bytes>,
+    /// No key appears twice in `keys`.
+    distinct_keys: bool,
     source: SourceKey,
     no_key_error: bool,
     no_match_error: bool,
@@ -99,6 +101,11 @@ fn new(detail: &Value, cx: &PluginContext) -> Result<RegexProcessor, DetailError
         spans: vec![None; re.captures_len()],
         re,
         keys: o.keys.iter().map(|k| config_text(k.as_bytes())).collect(),
+        distinct_keys: o.keys.len()
+            == o.keys
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
         source: SourceKey::new(o.source_key),
         no_key_error: o.no_key_error,
         no_match_error: o.no_match_error,
@@ -175,10 +182,23 @@ impl RegexProcessor {
             e.contents.remove(idx);
         }
         e.contents.reserve(self.keys.len());
+        // With distinct keys a new field can only replace one of the contents the event had
+        // before: no need to compare it with the fields added just before it.
+        let before = if self.distinct_keys {
+            e.contents.len()
+        } else {
+            usize::MAX
+        };
         for (i, key) in self.keys.iter().enumerate() {
             // Groups that did not take part in the match (`(a)?`, alternations) are skipped.
-            if let Some(Some((start, end))) = self.spans.get(i + 1).copied() {
-                e.set(key.clone(), value.slice(start..end));
+            let Some(Some((start, end))) = self.spans.get(i + 1).copied() else {
+                continue;
+            };
+            let field = value.slice(start..end);
+            let old = before.min(e.contents.len());
+            match e.contents[..old].iter_mut().find(|(k, _)| k == key) {
+                Some((_, v)) => *v = field,
+                None => e.contents.push((key.clone(), field)),
             }
         }
     }
@@ -216,6 +236,23 @@ mod tests {
 
     fn proc(detail: Value) -> RegexProcessor {
         built(new, &detail)
+    }
+
+    #[test]
+    fn extracted_fields_replace_existing_ones_and_repeated_keys_keep_the_last() {
+        let line = "a=1 b=2";
+        let mut p =
+            proc(json!({"Regex": r"a=(\d) b=(\d)", "Keys": ["x", "status"], "KeepSource": true}));
+        assert!(p.distinct_keys);
+        let got = run(&mut p, vec![event(&[("status", "old"), ("content", line)])]);
+        assert_eq!(
+            got,
+            vec![pairs(&[("status", "2"), ("content", line), ("x", "1")])]
+        );
+        let mut p = proc(json!({"Regex": r"a=(\d) b=(\d)", "Keys": ["x", "x"]}));
+        assert!(!p.distinct_keys);
+        let got = run(&mut p, vec![event(&[("content", line)])]);
+        assert_eq!(got, vec![pairs(&[("x", "2")])]);
     }
 
     fn event(contents: &[(&str, &str)]) -> LogEvent {
