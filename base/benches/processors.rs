@@ -17,7 +17,7 @@ use PluginBase::config;
 use PluginBase::context::PluginContext;
 use PluginBase::event::{EventGroup, LogEvent};
 use PluginBase::plugins::{self, Plugin, Processor};
-use PluginBase::proto::{decode_log_group, encode_log_group, GroupHeader};
+use PluginBase::proto::{decode_log_group, decode_log_group_lazy, encode_log_group, GroupHeader};
 
 /// Events per benchmarked group.
 const EVENTS: usize = 1024;
@@ -365,6 +365,10 @@ fn codec(c: &mut Criterion) {
     g.throughput(Throughput::BytesDecimal(value_bytes(&nginx)));
     g.bench_function("decode_log_group_nginx", |b| {
         b.iter(|| decode_log_group(&buf).expect("decodes"))
+    });
+    // What ProcessLogGroup does for a pipeline without processors: check, keep the bytes.
+    g.bench_function("check_log_group_nginx", |b| {
+        b.iter(|| decode_log_group_lazy(&buf).expect("decodes"))
     });
     let mut out = Vec::with_capacity(buf.len());
     g.bench_function("encode_log_group_nginx", |b| {

@@ -90,6 +90,8 @@ const WIRE_FIXED32: u8 = 5;
 /// A cursor over one message's bytes that hands out zero-copy slices.
 struct Reader<'a> {
     buf: &'a Bytes,
+    /// `buf[..end]`.
+    data: &'a [u8],
     pos: usize,
     end: usize,
 }
@@ -98,9 +100,16 @@ impl<'a> Reader<'a> {
     fn new(buf: &'a Bytes, start: usize, end: usize) -> Self {
         Self {
             buf,
+            data: &buf[..end],
             pos: start,
             end,
         }
+    }
+
+    /// The next byte, if any, without consuming it.
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
     }
 
     fn done(&self) -> bool {
@@ -110,7 +119,7 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
         // Tags fit in one byte, and the lengths of most values and logs in two.
-        let data = &self.buf[..self.end];
+        let data = self.data;
         match data.get(self.pos) {
             Some(&b) if b < 0x80 => {
                 self.pos += 1;
@@ -129,7 +138,7 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, DecodeError> {
-        let data = &self.buf[..self.end];
+        let data = self.data;
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *data.get(self.pos).ok_or(DecodeError("truncated varint"))?;
@@ -220,6 +229,25 @@ fn decode_pair<const SKIP: bool>(
     end: usize,
 ) -> Result<((Bytes, Bytes), bool), DecodeError> {
     let mut r = Reader::new(buf, start, end);
+    // The usual shape, checked first: the key (field 1), the value (field 2), nothing else.
+    // Whatever fails here fails the same way below.
+    if r.peek() == Some((1 << 3) | WIRE_LEN) {
+        r.pos += 1;
+        let (ks, ke) = r.len_range()?;
+        if r.peek() == Some((2 << 3) | WIRE_LEN) {
+            r.pos += 1;
+            let (vs, ve) = r.len_range()?;
+            if r.done() {
+                let pair = if SKIP {
+                    (Bytes::new(), Bytes::new())
+                } else {
+                    (buf.slice(ks..ke), buf.slice(vs..ve))
+                };
+                return Ok((pair, true));
+            }
+        }
+        r.pos = start;
+    }
     let (mut key, mut value) = (Bytes::new(), Bytes::new());
     let (mut keys, mut values, mut other) = (0u32, 0u32, false);
     while !r.done() {
