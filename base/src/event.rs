@@ -172,11 +172,6 @@ impl EventGroup {
         self.events.iter_mut().for_each(LogEvent::decode_contents);
     }
 
-    /// Whether some event's contents are still only encoded.
-    pub fn has_pending(&self) -> bool {
-        self.events.iter().any(|e| e.pending)
-    }
-
     /// The value of tag `key`, if present.
     pub fn tag(&self, key: &[u8]) -> Option<&Bytes> {
         self.tags
@@ -213,6 +208,9 @@ pub fn config_text(text: &[u8]) -> Bytes {
     Bytes::from_static(kept)
 }
 
+/// How many bytes of distinct config text [`config_text`] keeps at most.
+pub const CONFIG_TEXT_LIMIT: usize = 1 << 20;
+
 #[cfg(test)]
 mod config_text_tests {
     use super::*;
@@ -230,9 +228,6 @@ mod config_text_tests {
         assert_ne!(c.as_ptr(), config_text(&big).as_ptr());
     }
 }
-
-/// How many bytes of distinct config text [`config_text`] keeps at most.
-pub const CONFIG_TEXT_LIMIT: usize = 1 << 20;
 
 /// Current time as (seconds, nanoseconds) since the Unix epoch.
 pub fn now() -> (u32, u32) {

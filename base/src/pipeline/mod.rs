@@ -470,9 +470,8 @@ async fn process_loop(
             group.events.iter_mut().for_each(LogEvent::touch);
         } else if aggregators
             .iter()
-            .any(|s| s.spec.matcher.is_some() || s.spec.type_name != "aggregator_default")
+            .any(|s| s.spec.matcher.is_some() || !s.plugin.reads_encoded())
         {
-            // Only aggregator_default sizes groups from the encoding alone.
             group.decode_contents();
         }
         // What one stage hands on is what the next receives: each size is computed once.

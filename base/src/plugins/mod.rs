@@ -92,6 +92,12 @@ pub trait Aggregator: Send {
     fn add(&mut self, group: EventGroup, out: &mut Vec<EventGroup>);
     /// Pushes every partial log group to `out` (on the interval and at stop).
     fn flush(&mut self, out: &mut Vec<EventGroup>);
+
+    /// Whether the aggregator handles events whose contents are still only in their original
+    /// encoding (see [`Flusher::reads_encoded`]); if not, the pipeline decodes them first.
+    fn reads_encoded(&self) -> bool {
+        false
+    }
 }
 
 /// Why a flusher did not deliver a group.

@@ -99,6 +99,11 @@ fn emit(batch: &mut Batch, source: &Bytes, pack: Option<&PackIds>, out: &mut Vec
 }
 
 impl Aggregator for DefaultAggregator {
+    fn reads_encoded(&self) -> bool {
+        // Groups are sized with `LogEvent::byte_size`, which an encoding alone answers.
+        true
+    }
+
     fn add(&mut self, mut group: EventGroup, out: &mut Vec<EventGroup>) {
         let topic = self.topic.clone().unwrap_or_else(|| group.topic.clone());
         let pack = self.pack_flag.then_some(&*self.pack_ids);
