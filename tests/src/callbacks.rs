@@ -4,11 +4,12 @@
 //! Every callback body runs under `catch_unwind`: a bug here must not abort the process
 //! from inside a base thread.
 
+use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_longlong};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 
@@ -77,6 +78,80 @@ static POLICY: Mutex<SendPolicy> = Mutex::new(SendPolicy {
     invalid_to_send: false,
 });
 
+/// While set, every send blocks inside the callback (a host whose queue is full).
+static STALL_ALL: AtomicBool = AtomicBool::new(false);
+/// Config names whose sends block while listed.
+static STALLED_CONFIGS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Logstore keys for which `IsValidToSend` answers -1.
+static INVALID_KEYS: Mutex<Option<HashSet<i64>>> = Mutex::new(None);
+/// When set, `SendPb` answers -2 ("can not find config") for any other config name, as the
+/// iLogtail 2.x core does for names it has no pipeline for.
+static KNOWN_CONFIGS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Sends blocked in the callback right now.
+static BLOCKED_NOW: AtomicU64 = AtomicU64::new(0);
+/// Longest a stalled send blocks (a safety net so a failed test cannot hang forever).
+const MAX_STALL: Duration = Duration::from_secs(300);
+
+/// Makes every send block inside the callback until called again with `false`.
+pub fn stall_all_sends(on: bool) {
+    STALL_ALL.store(on, Ordering::SeqCst);
+}
+
+/// Makes the sends of `config` block inside the callback (`true`) or answer again (`false`).
+pub fn stall_config(config: &str, on: bool) {
+    let mut g = STALLED_CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if on {
+        set.insert(config.to_string());
+    } else {
+        set.remove(config);
+    }
+}
+
+/// Makes `IsValidToSend(key)` answer -1 (`true`) or 0 (`false`).
+pub fn set_key_invalid(key: i64, invalid: bool) {
+    let mut g = INVALID_KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if invalid {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+}
+
+/// Answer -2 to sends for config names not in `names` (`None`: accept any name).
+pub fn set_known_configs(names: Option<&[&str]>) {
+    *KNOWN_CONFIGS.lock().unwrap_or_else(|e| e.into_inner()) =
+        names.map(|n| n.iter().map(|s| s.to_string()).collect());
+}
+
+/// Number of sends blocked inside the callback right now.
+pub fn sends_blocked_now() -> u64 {
+    BLOCKED_NOW.load(Ordering::SeqCst)
+}
+
+fn stalled(config: &str) -> bool {
+    STALL_ALL.load(Ordering::SeqCst)
+        || STALLED_CONFIGS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.contains(config))
+}
+
+/// Blocks while sends of `config` are stalled (at most [`MAX_STALL`]).
+fn wait_while_stalled(config: &str) {
+    if !stalled(config) {
+        return;
+    }
+    BLOCKED_NOW.fetch_add(1, Ordering::SeqCst);
+    let start = Instant::now();
+    while stalled(config) && start.elapsed() < MAX_STALL {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    BLOCKED_NOW.fetch_sub(1, Ordering::SeqCst);
+}
+
 static RNG: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
 /// Replaces the send policy (takes effect on the next callback).
@@ -143,10 +218,15 @@ fn guarded(f: impl FnOnce() -> c_int) -> c_int {
 }
 
 /// `IsValidToSend(logstoreKey)`: 0 unless the policy says the queue is full.
-pub(crate) unsafe extern "C" fn is_valid_to_send(_key: c_longlong) -> c_int {
+pub(crate) unsafe extern "C" fn is_valid_to_send(key: c_longlong) -> c_int {
     guarded(|| {
         COUNTERS.is_valid_calls.fetch_add(1, Ordering::SeqCst);
-        if send_policy().invalid_to_send {
+        let key_invalid = INVALID_KEYS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.contains(&key));
+        if send_policy().invalid_to_send || key_invalid {
             -1
         } else {
             0
@@ -237,6 +317,17 @@ unsafe fn receive(
         return -1;
     };
     let decoded = LogGroup::decode(buf.as_slice());
+    let unknown = KNOWN_CONFIGS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|k| !k.contains(&config));
+    if unknown {
+        COUNTERS.unknown_config.fetch_add(1, Ordering::SeqCst);
+        store::with(|s| *s.unknown_config_names.entry(config.clone()).or_insert(0) += 1);
+        return -2;
+    }
+    wait_while_stalled(&config);
     let (reject, delay_ms) = decide();
     if delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(delay_ms));

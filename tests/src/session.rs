@@ -19,9 +19,11 @@ pub const PROJECT: &str = "e2e-project";
 
 static NEXT_KEY: AtomicI64 = AtomicI64::new(1000);
 
-/// The base of this process, initialised with `InitPluginBaseV2` on a fresh temp dir.
+/// The base of this process, initialised with `InitPluginBaseV2` on a fresh temp dir (or on
+/// a directory that outlives the process, see [`Session::start_in`]).
 pub struct Session {
-    dir: TempDir,
+    dir: Option<TempDir>,
+    root: std::path::PathBuf,
 }
 
 impl Session {
@@ -39,19 +41,51 @@ impl Session {
             h.registered_v2
         );
         let dir = TempDir::new(name);
-        let rc = base::init_plugin_base_v2(&init_json(&dir));
+        let root = dir.path().to_path_buf();
+        let rc = base::init_plugin_base_v2(&init_json(&root));
         assert_eq!(rc, 0, "InitPluginBaseV2 returned {rc}");
-        Session { dir }
+        Session {
+            dir: Some(dir),
+            root,
+        }
     }
 
-    /// The temp dir given as `LogtailSysConfDir`.
+    /// As [`Session::start`], on `root` (created if needed, never removed): for scenarios
+    /// where a second process continues on the data the first one left.
+    ///
+    /// # Panics
+    /// When loading fails or `InitPluginBaseV2` does not return 0.
+    pub fn start_in(root: &std::path::Path) -> Session {
+        host();
+        std::fs::create_dir_all(root).expect("create the session root");
+        let rc = base::init_plugin_base_v2(&init_json(root));
+        assert_eq!(rc, 0, "InitPluginBaseV2 returned {rc}");
+        Session {
+            dir: None,
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The directory given as `LogtailSysConfDir`.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// The temp dir given as `LogtailSysConfDir` (sessions made by [`Session::start`]).
+    ///
+    /// # Panics
+    /// For a session made by [`Session::start_in`].
     pub fn dir(&self) -> &TempDir {
-        &self.dir
+        self.dir.as_ref().expect("a session made by Session::start")
     }
 
     /// `LoadConfig(PROJECT, logstore_of(name), name, <unique key>, json)`.
     pub fn load(&self, name: &str, json: &str) -> i64 {
-        let key = NEXT_KEY.fetch_add(1, Ordering::SeqCst);
+        self.load_with_key(name, NEXT_KEY.fetch_add(1, Ordering::SeqCst), json)
+    }
+
+    /// `LoadConfig(PROJECT, logstore_of(name), name, key, json)`.
+    pub fn load_with_key(&self, name: &str, key: i64, json: &str) -> i64 {
         base::load_config(PROJECT, &logstore_of(name), name, key, json)
     }
 
@@ -67,9 +101,8 @@ impl Session {
     }
 }
 
-/// The JSON for `InitPluginBaseV2` rooted at `dir`.
-pub fn init_json(dir: &TempDir) -> String {
-    let d = dir.path();
+/// The JSON for `InitPluginBaseV2` rooted at `d`.
+pub fn init_json(d: &std::path::Path) -> String {
     let sub = |s: &str| {
         let p = d.join(s);
         let _ = std::fs::create_dir_all(&p);

@@ -86,6 +86,8 @@ pub struct Store {
     pub rejected_pack_ids: HashMap<String, u64>,
     /// CtlCmd callbacks.
     pub ctl_cmds: Vec<ReceivedCtlCmd>,
+    /// Config names answered -2 (unknown to a 2.x-like host), with how often.
+    pub unknown_config_names: HashMap<String, u64>,
 }
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
@@ -165,6 +167,8 @@ pub struct Counters {
     pub ctl_cmd_calls: AtomicU64,
     /// Panics caught inside our callbacks (a bug in this crate).
     pub callback_panics: AtomicU64,
+    /// Sends answered -2 because the config name is unknown to the host.
+    pub unknown_config: AtomicU64,
 }
 
 /// The process-wide counters.
@@ -180,6 +184,7 @@ pub static COUNTERS: Counters = Counters {
     is_valid_calls: AtomicU64::new(0),
     ctl_cmd_calls: AtomicU64::new(0),
     callback_panics: AtomicU64::new(0),
+    unknown_config: AtomicU64::new(0),
 };
 
 /// Reads a counter.
@@ -192,7 +197,7 @@ pub fn counters_summary() -> String {
     let c = &COUNTERS;
     format!(
         "send_pb={} send_pb_v2={} accepted={} rejected={} accepted_logs={} decode_errors={} \
-         bad_send_args={} lines_mismatch={} is_valid={} ctl_cmd={} callback_panics={} configs={:?}",
+         bad_send_args={} lines_mismatch={} is_valid={} ctl_cmd={} callback_panics={} unknown_config={} configs={:?}",
         get(&c.send_pb_calls),
         get(&c.send_pb_v2_calls),
         get(&c.accepted),
@@ -204,6 +209,7 @@ pub fn counters_summary() -> String {
         get(&c.is_valid_calls),
         get(&c.ctl_cmd_calls),
         get(&c.callback_panics),
+        get(&c.unknown_config),
         configs_seen(),
     )
 }

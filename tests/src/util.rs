@@ -186,3 +186,32 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> RunOutput {
         elapsed: start.elapsed(),
     }
 }
+
+/// Environment variable that tells a test function it runs as the child of
+/// [`run_test_in_child`] (its value names the role).
+pub const CHILD_ROLE: &str = "E2E_CHILD_ROLE";
+
+/// The role given by [`run_test_in_child`], when this process is such a child.
+pub fn child_role() -> Option<String> {
+    std::env::var(CHILD_ROLE).ok().filter(|r| !r.is_empty())
+}
+
+/// Runs test `name` of the current test binary alone in a new process, with
+/// [`CHILD_ROLE`]` = role` and `env` set: for scenarios that need a second host process
+/// (a restart after exit), each with its own base. The child test returns at once unless it
+/// finds its role.
+pub fn run_test_in_child(
+    name: &str,
+    role: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> RunOutput {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_with_timeout(&mut cmd, timeout)
+}
