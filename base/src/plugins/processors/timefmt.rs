@@ -114,7 +114,8 @@ pub(crate) enum Item {
     /// UTC offset.
     Offset(OffsetStyle),
     /// Zone abbreviation (`%Z`, Go `MST`): `UTC`/`GMT`/`Z` mean offset 0, any other name
-    /// is skipped and the configured zone applies.
+    /// is skipped and the configured zone applies. A numeric offset in the same value wins
+    /// over the name (`+0700 (UTC)` is UTC+7, as C `strptime` reads it).
     ZoneName,
     /// Seconds since the epoch (`%s`): at most 10 digits, so a millisecond timestamp's
     /// extra digits are left over (iLogtail truncates `%s` values to 10 characters).
@@ -194,7 +195,10 @@ struct Parts {
     minute: u32,
     second: u32,
     nanos: u32,
+    /// From a numeric offset (`%z`, Go `-0700`).
     offset: Option<i32>,
+    /// From a zone name (`%Z`, Go `MST`); a numeric offset wins over it.
+    name_offset: Option<i32>,
     unix: Option<i64>,
 }
 
@@ -583,7 +587,11 @@ impl Layout {
                         .iter()
                         .any(|z| n.eq_ignore_ascii_case(z))
                     {
-                        p.offset = Some(0);
+                        if self.go {
+                            p.offset = Some(0);
+                        } else {
+                            p.name_offset = Some(0);
+                        }
                     }
                     s = &s[len..];
                 }
@@ -868,7 +876,7 @@ fn resolve(p: &Parts, zone: Zone, now: i64) -> Result<(i64, u32), &'static str> 
     if hour > 23 || p.minute > 59 || p.second > 60 {
         return Err("time of day out of range");
     }
-    let zone = p.offset.map_or(zone, Zone::Fixed);
+    let zone = p.offset.or(p.name_offset).map_or(zone, Zone::Fixed);
     let of_day = i64::from(hour * 3600 + p.minute * 60 + p.second);
     let date_of = |year: i32| match (p.yday, p.month, p.day) {
         (Some(yd), None, None) => NaiveDate::from_yo_opt(year, yd),
@@ -1018,6 +1026,24 @@ mod tests {
         assert_eq!(
             sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 21:55:36 CST", CST),
             Ok((NOW, 0))
+        );
+        // A numeric offset wins over a zone name, in either order (C strptime: `%z` shifts the
+        // fields, `%Z` only says they are absolute).
+        assert_eq!(
+            sp(
+                "%Y/%m/%d %H:%M:%S %z (%Z)",
+                "2016/01/02 12:59:59 +0700 (UTC)",
+                CST
+            ),
+            Ok((1_451_714_399, 0))
+        );
+        assert_eq!(
+            sp(
+                "%Y/%m/%d %H:%M:%S %Z%z",
+                "2016/01/02 12:59:59 GMT-0130",
+                CST
+            ),
+            Ok((1_451_739_599 + 5400, 0))
         );
         // trailing text is ignored, like C strptime
         assert_eq!(
