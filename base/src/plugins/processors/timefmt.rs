@@ -113,9 +113,10 @@ pub(crate) enum Item {
     OptFrac,
     /// UTC offset.
     Offset(OffsetStyle),
-    /// Zone abbreviation (`%Z`, Go `MST`): `UTC`/`GMT`/`Z` mean offset 0, any other name
-    /// is skipped and the configured zone applies. A numeric offset in the same value wins
-    /// over the name (`+0700 (UTC)` is UTC+7, as C `strptime` reads it).
+    /// Zone abbreviation (`%Z`, Go `MST`): `UTC`/`GMT`/`Z` mean offset 0. Any other name
+    /// fails a strptime value (as C `strptime` does) and is skipped in a Go one (the
+    /// configured zone applies). A numeric offset in the same value wins over the name
+    /// (`+0700 (UTC)` is UTC+7, as C `strptime` reads it).
     ZoneName,
     /// Seconds since the epoch (`%s`): at most 10 digits, so a millisecond timestamp's
     /// extra digits are left over (iLogtail truncates `%s` values to 10 characters).
@@ -579,19 +580,24 @@ impl Layout {
                 }
                 Item::ZoneName => {
                     let len = s.iter().take_while(|c| c.is_ascii_alphabetic()).count();
-                    if len == 0 {
-                        return Err("expected a time zone name");
-                    }
                     let n = &s[..len];
-                    if [&b"UTC"[..], b"GMT", b"Z"]
+                    let utc = [&b"UTC"[..], b"GMT", b"Z"]
                         .iter()
-                        .any(|z| n.eq_ignore_ascii_case(z))
-                    {
-                        if self.go {
-                            p.offset = Some(0);
-                        } else {
-                            p.name_offset = Some(0);
+                        .any(|z| n.eq_ignore_ascii_case(z));
+                    if self.go {
+                        if len == 0 {
+                            return Err("expected a time zone name");
                         }
+                        if utc {
+                            p.offset = Some(0);
+                        }
+                    } else if utc {
+                        p.name_offset = Some(0);
+                    } else if len > 0 {
+                        // C strptime (iLogtail's BSD one) knows UTC and GMT only: any other
+                        // name fails the value rather than reading it in a guessed zone. No
+                        // name at all reads nothing.
+                        return Err("unknown time zone name (only UTC and GMT are known)");
                     }
                     s = &s[len..];
                 }
@@ -1018,13 +1024,25 @@ mod tests {
             sp("%Y %j", "2023 283", Zone::Fixed(0)),
             Ok((NOW - 50136, 0))
         );
-        // %Z: UTC/GMT is offset 0, other names are skipped
+        // %Z: UTC/GMT is offset 0; any other name fails the value (C strptime knows no
+        // other), no name at all reads nothing
         assert_eq!(
             sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 13:55:36 GMT", CST),
             Ok((NOW, 0))
         );
+        for name in ["CST", "PST", "CEST", "Mountain"] {
+            assert!(
+                sp(
+                    "%Y-%m-%d %H:%M:%S %Z",
+                    &format!("2023-10-10 21:55:36 {name}"),
+                    CST
+                )
+                .is_err(),
+                "{name}"
+            );
+        }
         assert_eq!(
-            sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 21:55:36 CST", CST),
+            sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 21:55:36", CST),
             Ok((NOW, 0))
         );
         // A numeric offset wins over a zone name, in either order (C strptime: `%z` shifts the
