@@ -37,6 +37,11 @@ struct Options {
     regex_begin: String,
     /// The sensitive text (`regex`).
     regex_content: String,
+    /// LoongCollector's time budget per log, in milliseconds, for its backtracking regex
+    /// engine (`<= 0` = 100). Accepted for compatibility and unused: the `regex` crate
+    /// matches in time linear in the value's length, so there is no runaway match to stop.
+    #[serde(rename = "RegexTimeoutMs")]
+    _regex_timeout_ms: i64,
 }
 
 impl Default for Options {
@@ -48,6 +53,7 @@ impl Default for Options {
             replace_string: String::new(),
             regex_begin: String::new(),
             regex_content: String::new(),
+            _regex_timeout_ms: 100,
         }
     }
 }
@@ -372,5 +378,27 @@ mod tests {
             field(json!({"SourceKey": "a", "ReplaceAll": true})),
             "ReplaceAll"
         );
+        assert_eq!(
+            field(json!({"SourceKey": "a", "Method": "md5", "RegexTimeoutMs": "50"})),
+            "RegexTimeoutMs"
+        );
+    }
+
+    #[test]
+    fn regex_timeout_ms_is_accepted() {
+        // Current LoongCollector's option (an int, <= 0 = 100 ms); matching is linear here.
+        for ms in [50, 0, -1, 100_000] {
+            let d = json!({"SourceKey": "a", "Method": "md5", "Match": "regex",
+                           "RegexBegin": "A", "RegexContent": "(a+)+b", "RegexTimeoutMs": ms});
+            assert!(build(&d, &PluginContext::for_check("t")).is_ok(), "{ms}");
+        }
+        // Go's catastrophic-backtracking case: no match, quickly, the value unchanged.
+        let mut p = processor(
+            json!({"SourceKey": "content", "ReplaceString": "X", "Match": "regex",
+                                     "RegexBegin": "A", "RegexContent": "(a+)+b", "RegexTimeoutMs": 50}),
+        );
+        let value = format!("A{}c", "a".repeat(100_000));
+        let e = run(&mut p, &[("content", &value)]);
+        assert_eq!(get(&e, "content"), value);
     }
 }

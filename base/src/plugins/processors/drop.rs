@@ -21,6 +21,10 @@ struct Drop {
 
 pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Plugin, DetailError> {
     let o: Options = parse_detail(detail)?;
+    if o.drop_keys.is_empty() {
+        // As iLogtail's Init: a drop processor without keys is a config mistake.
+        return Err(DetailError::new("DropKeys", "must name at least one key"));
+    }
     Ok(Plugin::Processor(Box::new(Drop {
         keys: o.drop_keys.into_iter().map(String::into_bytes).collect(),
     })))
@@ -60,5 +64,13 @@ mod tests {
             .map(|(k, _)| k.clone())
             .collect();
         assert_eq!(keys, vec![Bytes::from_static(b"b")]);
+    }
+
+    #[test]
+    fn drop_keys_are_required() {
+        let cx = PluginContext::for_check("t");
+        assert!(build(&serde_json::json!({}), &cx).is_err());
+        let empty = build(&serde_json::json!({"DropKeys": []}), &cx);
+        assert_eq!(empty.err().map(|e| e.field), Some("DropKeys".into()));
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Time zone of the value: the offset in the value (`%z`, or `%Z` = `UTC`/`GMT`) when the
 //! format has one; otherwise `UTCOffset` seconds when `AdjustUTCOffset`, otherwise the
-//! machine's zone (with daylight saving time). `%s` is absolute. On failure the log is left
-//! unchanged (alarm `STRPTIME_PARSE_ALARM` when `AlarmIfFail`).
+//! machine's zone (with daylight saving time). `%s` is absolute. A `%Z` name other than
+//! `UTC`/`GMT` is a failure, as in iLogtail. On failure the log is left unchanged (alarm
+//! `STRPTIME_PARSE_ALARM` when `AlarmIfFail`).
 
 use super::parse_support::{preview, WarnLimiter};
 use super::timefmt::{Layout, Zone};
@@ -308,6 +309,11 @@ mod tests {
         let mut p = processor(json!({"Format": "%Y", "AlarmIfFail": false}));
         run(&mut p, &[("time", "x")]);
         assert_eq!(p.warn.raised(), 0);
+        // A %Z name other than UTC/GMT fails (C strptime), not read in the local zone.
+        let mut p = processor(json!({"Format": "%Y-%m-%d %H:%M:%S %Z"}));
+        let e = run(&mut p, &[("time", "2023-10-10 13:55:36 CEST")]);
+        assert_eq!((e.time, e.time_ns), (42, None));
+        assert_eq!(p.warn.raised(), 1);
         // A missing key is ignored silently.
         let mut p = processor(json!({"Format": "%Y"}));
         let e = run(&mut p, &[("other", "2023")]);

@@ -113,8 +113,11 @@ pub(crate) enum Item {
     OptFrac,
     /// UTC offset.
     Offset(OffsetStyle),
-    /// Zone abbreviation (`%Z`, Go `MST`): `UTC`/`GMT`/`Z` mean offset 0, any other name
-    /// is skipped and the configured zone applies.
+    /// Zone abbreviation (`%Z`, Go `MST`): `UTC`/`GMT`/`Z` mean offset 0 (Go: `GMT+h`
+    /// too). Any other name fails a strptime value (as C `strptime` does) and is skipped in a
+    /// Go one (the configured zone applies). A numeric offset in the same value wins over the
+    /// name (`+0700 (UTC)` is UTC+7, as C `strptime` reads it), except that a Go value
+    /// naming `UTC` is UTC whatever its offset (as Go's `time.Parse` reads it).
     ZoneName,
     /// Seconds since the epoch (`%s`): at most 10 digits, so a millisecond timestamp's
     /// extra digits are left over (iLogtail truncates `%s` values to 10 characters).
@@ -194,7 +197,12 @@ struct Parts {
     minute: u32,
     second: u32,
     nanos: u32,
+    /// From a numeric offset (`%z`, Go `-0700`).
     offset: Option<i32>,
+    /// From a zone name (`%Z`, Go `MST`); a numeric offset wins over it.
+    name_offset: Option<i32>,
+    /// Go only: the name was `UTC`, which wins over a numeric offset (`time.Parse`).
+    utc_zone: bool,
     unix: Option<i64>,
 }
 
@@ -575,15 +583,38 @@ impl Layout {
                 }
                 Item::ZoneName => {
                     let len = s.iter().take_while(|c| c.is_ascii_alphabetic()).count();
-                    if len == 0 {
-                        return Err("expected a time zone name");
-                    }
                     let n = &s[..len];
-                    if [&b"UTC"[..], b"GMT", b"Z"]
+                    let utc = [&b"UTC"[..], b"GMT", b"Z"]
                         .iter()
-                        .any(|z| n.eq_ignore_ascii_case(z))
-                    {
-                        p.offset = Some(0);
+                        .any(|z| n.eq_ignore_ascii_case(z));
+                    if self.go {
+                        // Go's time.Parse: `UTC` makes the time UTC, whatever numeric offset
+                        // the value also has; `GMT` (or `GMT+h`) and other names only apply
+                        // without one.
+                        if s.len() >= 3 && s[..3].eq_ignore_ascii_case(b"UTC") {
+                            p.utc_zone = true;
+                            s = &s[3..];
+                            continue;
+                        }
+                        if len == 0 {
+                            return Err("expected a time zone name");
+                        }
+                        if n.eq_ignore_ascii_case(b"GMT") {
+                            let (h, used) = gmt_hours(&s[3..]);
+                            p.name_offset = Some(h * 3600);
+                            s = &s[3 + used..];
+                            continue;
+                        }
+                        if utc {
+                            p.name_offset = Some(0);
+                        }
+                    } else if utc {
+                        p.name_offset = Some(0);
+                    } else if len > 0 {
+                        // C strptime (iLogtail's BSD one) knows UTC and GMT only: any other
+                        // name fails the value rather than reading it in a guessed zone. No
+                        // name at all reads nothing.
+                        return Err("unknown time zone name (only UTC and GMT are known)");
                     }
                     s = &s[len..];
                 }
@@ -833,6 +864,25 @@ fn parse_offset(s: &[u8]) -> Option<(i32, usize)> {
     (h < 24).then_some((sign * secs, len))
 }
 
+/// The hours of Go's `GMT+h` / `GMT-h` zone names, after the `GMT`: a sign and a number up
+/// to 23 (`parseSignedOffset`); `(0, 0)` when there is none.
+fn gmt_hours(s: &[u8]) -> (i32, usize) {
+    let sign = match s.first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return (0, 0),
+    };
+    let n = s[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut h: i32 = 0;
+    for &c in &s[1..1 + n] {
+        h = h.saturating_mul(10).saturating_add(i32::from(c - b'0'));
+    }
+    if n == 0 || h > 23 {
+        return (0, 0);
+    }
+    (sign * h, 1 + n)
+}
+
 /// Finds a month/weekday name at the start of `s` (ASCII case-insensitive).
 fn name(s: &[u8], names: &[&str], style: Names) -> Option<(usize, usize)> {
     let find = |long: bool| {
@@ -868,7 +918,12 @@ fn resolve(p: &Parts, zone: Zone, now: i64) -> Result<(i64, u32), &'static str> 
     if hour > 23 || p.minute > 59 || p.second > 60 {
         return Err("time of day out of range");
     }
-    let zone = p.offset.map_or(zone, Zone::Fixed);
+    let offset = if p.utc_zone {
+        Some(0)
+    } else {
+        p.offset.or(p.name_offset)
+    };
+    let zone = offset.map_or(zone, Zone::Fixed);
     let of_day = i64::from(hour * 3600 + p.minute * 60 + p.second);
     let date_of = |year: i32| match (p.yday, p.month, p.day) {
         (Some(yd), None, None) => NaiveDate::from_yo_opt(year, yd),
@@ -1010,14 +1065,44 @@ mod tests {
             sp("%Y %j", "2023 283", Zone::Fixed(0)),
             Ok((NOW - 50136, 0))
         );
-        // %Z: UTC/GMT is offset 0, other names are skipped
+        // %Z: UTC/GMT is offset 0; any other name fails the value (C strptime knows no
+        // other), no name at all reads nothing
         assert_eq!(
             sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 13:55:36 GMT", CST),
             Ok((NOW, 0))
         );
+        for name in ["CST", "PST", "CEST", "Mountain"] {
+            assert!(
+                sp(
+                    "%Y-%m-%d %H:%M:%S %Z",
+                    &format!("2023-10-10 21:55:36 {name}"),
+                    CST
+                )
+                .is_err(),
+                "{name}"
+            );
+        }
         assert_eq!(
-            sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 21:55:36 CST", CST),
+            sp("%Y-%m-%d %H:%M:%S %Z", "2023-10-10 21:55:36", CST),
             Ok((NOW, 0))
+        );
+        // A numeric offset wins over a zone name, in either order (C strptime: `%z` shifts the
+        // fields, `%Z` only says they are absolute).
+        assert_eq!(
+            sp(
+                "%Y/%m/%d %H:%M:%S %z (%Z)",
+                "2016/01/02 12:59:59 +0700 (UTC)",
+                CST
+            ),
+            Ok((1_451_714_399, 0))
+        );
+        assert_eq!(
+            sp(
+                "%Y/%m/%d %H:%M:%S %Z%z",
+                "2016/01/02 12:59:59 GMT-0130",
+                CST
+            ),
+            Ok((1_451_739_599 + 5400, 0))
         );
         // trailing text is ignored, like C strptime
         assert_eq!(
@@ -1220,6 +1305,43 @@ mod tests {
             Ok((NOW, 42_000_000))
         );
         assert_eq!(go("06-1-2 MST", "23-10-10 UTC", CST), Ok((NOW - 50136, 0)));
+    }
+
+    #[test]
+    fn go_parse_zone_names_beside_offsets() {
+        // As Go's time.Parse: `UTC` wins over a numeric offset, in either order; `GMT` (and
+        // `GMT+h`) and other names apply only without one.
+        const T: i64 = 1_562_354_881; // 2019-07-05T19:28:01Z
+        let l = "2006-01-02 15:04:05 -0700 MST";
+        let r = "2006-01-02 15:04:05 MST -0700";
+        assert_eq!(go(l, "2019-07-05 19:28:01 +0700 UTC", CST), Ok((T, 0)));
+        assert_eq!(go(r, "2019-07-05 19:28:01 UTC +0700", CST), Ok((T, 0)));
+        assert_eq!(
+            go(l, "2019-07-05 19:28:01 +0700 GMT", CST),
+            Ok((T - 7 * 3600, 0))
+        );
+        assert_eq!(
+            go(r, "2019-07-05 19:28:01 GMT +0700", CST),
+            Ok((T - 7 * 3600, 0))
+        );
+        assert_eq!(
+            go(l, "2019-07-05 19:28:01 +0700 CEST", CST),
+            Ok((T - 7 * 3600, 0))
+        );
+        let m = "2006-01-02 15:04:05 MST";
+        assert_eq!(go(m, "2019-07-05 19:28:01 GMT", CST), Ok((T, 0)));
+        assert_eq!(
+            go(m, "2019-07-05 19:28:01 GMT+8", CST),
+            Ok((T - 8 * 3600, 0))
+        );
+        assert_eq!(
+            go(m, "2019-07-05 19:28:01 GMT-3", CST),
+            Ok((T + 3 * 3600, 0))
+        );
+        assert!(
+            go(m, "2019-07-05 19:28:01 GMT+24", CST).is_err(),
+            "not a GMT+h name"
+        );
     }
 
     #[test]
