@@ -23,6 +23,8 @@ pub struct AckWindow {
 
 #[derive(Default)]
 struct State {
+    /// Set by [`AckWindow::abandon`]: nothing is committed any more.
+    abandoned: bool,
     next_seq: u64,
     /// (seq, position, done), in production order.
     pending: VecDeque<(u64, u64, bool)>,
@@ -69,6 +71,14 @@ impl AckWindow {
         self.lock().committed
     }
 
+    /// Stops committing: acknowledgements done from now on are forgotten (the owner is gone
+    /// and what they stand for must not count as delivered).
+    pub fn abandon(&self) {
+        let mut s = self.lock();
+        s.abandoned = true;
+        s.pending.clear();
+    }
+
     /// Positions tracked but not yet committed.
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
@@ -77,6 +87,9 @@ impl AckWindow {
     fn done(&self, seq: u64) {
         let advanced = {
             let mut s = self.lock();
+            if s.abandoned {
+                return;
+            }
             let Some(front) = s.pending.front().map(|e| e.0) else {
                 return;
             };

@@ -158,7 +158,9 @@ impl PluginContext {
     /// When no store is open or the write fails.
     pub fn save_checkpoint(&self, key: &str, value: &[u8]) -> Result<(), String> {
         match &self.store {
-            Some(s) => s.save(&self.config_name, key, value),
+            Some(s) => s
+                .save(&self.config_name, key, value)
+                .map_err(|e| e.to_string()),
             None => Err("no checkpoint store".into()),
         }
     }

@@ -1,4 +1,4 @@
-//! Reaching the host through the adaptor, and delivering payloads with retry.
+//! Reaching the host through the adaptor (delivery with retry is in [`crate::outbox`]).
 //!
 //! The host loads `libPluginAdapter.so` with `RTLD_LOCAL` and registers its callbacks there.
 //! We find *that same loaded copy* with `dlopen(.., RTLD_NOLOAD)` (by SONAME, then by the
@@ -6,11 +6,8 @@
 //! us, like the original's DT_NEEDED would. Without an adaptor, sends fail (and are retried).
 
 use once_cell::sync::OnceCell;
-use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 type SendPbFn = unsafe extern "C" fn(
     *const c_char,
@@ -187,143 +184,5 @@ pub fn send(p: &Payload) -> i32 {
         // SAFETY: as above.
         (_, _, Some(v1)) => unsafe { v1(cfg, cl, store, ll, data, dl, lines) },
         _ => -3,
-    }
-}
-
-/// How a flush stage treats data it cannot deliver right away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum FlushMode {
-    /// Deliver, retrying with back-off for as long as it takes.
-    Run = 0,
-    /// Deliver until the deadline, then park the rest.
-    Drain = 1,
-    /// Park everything not yet delivered (reload hand-off).
-    Park = 2,
-}
-
-/// Shared switch that tells a flush stage how to behave; set by the manager on stop.
-#[derive(Debug)]
-pub struct FlushControl {
-    mode: AtomicU8,
-    deadline: Mutex<Option<Instant>>,
-    /// Undelivered payloads, in order; handed to the config's next instance.
-    pub parked: Arc<Mutex<VecDeque<Payload>>>,
-}
-
-impl FlushControl {
-    /// A control in `Run` mode that parks into `parked`.
-    pub fn new(parked: Arc<Mutex<VecDeque<Payload>>>) -> Self {
-        Self {
-            mode: AtomicU8::new(FlushMode::Run as u8),
-            deadline: Mutex::new(None),
-            parked,
-        }
-    }
-
-    /// Switches mode (with a deadline for `Drain`).
-    pub fn set(&self, mode: FlushMode, deadline: Option<Instant>) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
-        self.mode.store(mode as u8, Ordering::SeqCst);
-    }
-
-    /// Whether undelivered data must be parked now.
-    pub fn parking(&self) -> bool {
-        match self.mode.load(Ordering::SeqCst) {
-            0 => false,
-            1 => self
-                .deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|d| Instant::now() >= d),
-            _ => true,
-        }
-    }
-
-    fn park(&self, p: Payload) {
-        self.lock_parked().push_back(p);
-    }
-
-    /// The parked queue, locked.
-    pub fn lock_parked(&self) -> std::sync::MutexGuard<'_, VecDeque<Payload>> {
-        self.parked.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// What happened to a payload handed to [`deliver`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// The host accepted it.
-    Sent,
-    /// Parked for later (stop in progress).
-    Parked,
-}
-
-/// Delivers `p`, retrying with exponential back-off (10 ms doubling, capped at 1 s) while
-/// the host refuses, until accepted or the control says to park (then `p` goes to the back
-/// of the parked queue). Returns the outcome and the number of retries.
-pub fn deliver(p: Payload, ctl: &FlushControl) -> (Delivery, u64) {
-    let (sent, retries) = try_deliver(&p, ctl);
-    if !sent {
-        ctl.park(p);
-        return (Delivery::Parked, retries);
-    }
-    (Delivery::Sent, retries)
-}
-
-/// Delivers parked payloads in order, before any new data; stops (keeping the rest, in
-/// order) as soon as the control says to park.
-pub fn deliver_parked(ctl: &FlushControl) -> usize {
-    deliver_parked_then(ctl, |_| {})
-}
-
-/// As [`deliver_parked`], calling `on_sent` for each payload the host accepted.
-pub fn deliver_parked_then(ctl: &FlushControl, mut on_sent: impl FnMut(&Payload)) -> usize {
-    let mut sent = 0;
-    loop {
-        let Some(p) = ctl.lock_parked().pop_front() else {
-            return sent;
-        };
-        if try_deliver(&p, ctl).0 {
-            on_sent(&p);
-            sent += 1;
-        } else {
-            ctl.lock_parked().push_front(p);
-            return sent;
-        }
-    }
-}
-
-fn try_deliver(p: &Payload, ctl: &FlushControl) -> (bool, u64) {
-    let mut retries = 0u64;
-    let mut backoff = Duration::from_millis(10);
-    let mut warned = false;
-    loop {
-        if ctl.parking() {
-            return (false, retries);
-        }
-        if is_valid_to_send(p.logstore_key) {
-            let rc = send(p);
-            if rc == SEND_OK {
-                return (true, retries);
-            }
-            if !warned {
-                crate::stats::alarm(
-                    crate::stats::AlarmType::SendFailed,
-                    crate::stats::Level::Warning,
-                    &p.config,
-                    "flusher_sls",
-                    format!("the host refused a log group of {} logs (SendPb returned {rc}); retrying with back-off", p.lines),
-                );
-                warned = true;
-            }
-        }
-        retries += 1;
-        // Sleep in small steps so a stop request is seen promptly.
-        let until = Instant::now() + backoff;
-        while Instant::now() < until && !ctl.parking() {
-            std::thread::sleep(Duration::from_millis(5).min(backoff));
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod ffi;
 pub mod host;
 pub mod manager;
+pub mod outbox;
 pub mod pipeline;
 pub mod plugins;
 pub mod proto;

@@ -1,22 +1,26 @@
 //! The lifecycle state machine behind the exports: configs are loaded while the plugin
-//! system is held, run after `Resume`, and are stopped (parking their undelivered data for
-//! their successor) by `HoldOn` or `Stop`.
+//! system is held, run after `Resume`, and are stopped (leaving their undelivered data in
+//! their [`Lane`] for their successor) by `HoldOn` or `Stop`.
 //!
 //! One mutex guards the state; exports that only push data (`ProcessLog*`) look up the
 //! config's feed under a separate read lock and never wait on the state mutex, so a host
-//! thread blocked on back-pressure cannot hold up `HoldOn`.
+//! thread blocked on back-pressure cannot hold up `HoldOn`. Nothing done under the state
+//! mutex waits without a bound: store operations are bounded (see [`crate::store`]) and the
+//! host's SendPb is only ever called from delivery tasks.
 
 use crate::config::{self, ConfigError, PipelineConfig};
 use crate::context::{HostIdentity, PackIds, PluginContext};
 use crate::event::EventGroup;
-use crate::host::{self, FlushControl, FlushMode, Payload};
-use crate::pipeline::{Feed, Pipeline, PushError};
-use crate::store::Store;
+use crate::host::{self, Payload};
+use crate::outbox::{self, FlushControl, FlushMode, Outbox};
+use crate::pipeline::{Backlog, Feed, FeedState, Lane, Pipeline, PushError, SpillBudget};
+use crate::stats::{self, AlarmType, Level};
+use crate::store::{BacklogSummary, Store};
 use once_cell::sync::Lazy;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,9 +40,11 @@ pub enum Code {
     BadProtobuf = 4,
     /// No config of that name is loaded.
     UnknownConfig = 5,
-    /// The config is loaded but not running (HoldOn in progress or not resumed).
+    /// The config is loaded but not running (no longer returned: data for a held config is
+    /// queued for its next run).
     NotRunning = 6,
-    /// The pipeline stayed full for the whole back-pressure wait.
+    /// The pipeline stayed full for the whole back-pressure wait and the data could not be
+    /// kept on disk either (no store, or `SpillLimitMB` used up).
     Timeout = 7,
     /// `InitPluginBase` has not been called (or failed).
     NotInitialized = 8,
@@ -57,7 +63,7 @@ impl Code {
             Code::BadProtobuf => "malformed protobuf",
             Code::UnknownConfig => "unknown config",
             Code::NotRunning => "config is not running",
-            Code::Timeout => "pipeline full: back-pressure wait timed out",
+            Code::Timeout => "pipeline full and the data cannot be kept on disk",
             Code::NotInitialized => "InitPluginBase has not been called",
             Code::Internal => "internal error (panic caught)",
         }
@@ -101,6 +107,9 @@ struct Tunables {
     /// Checkpoints of a config absent this long are deleted.
     #[serde(rename = "CheckpointTTLSeconds")]
     checkpoint_ttl_seconds: u64,
+    /// Disk space for events that could not enter a full, held or exiting pipeline.
+    #[serde(rename = "SpillLimitMB")]
+    spill_limit_mb: u64,
     #[serde(rename = "HostIP")]
     host_ip: Option<String>,
     #[serde(rename = "Hostname")]
@@ -115,16 +124,22 @@ impl Default for Tunables {
             alarm_interval_ms: 10_000,
             statistics_interval_ms: 60_000,
             checkpoint_ttl_seconds: 3600,
+            spill_limit_mb: DEFAULT_SPILL_LIMIT_MB,
             host_ip: None,
             hostname: None,
         }
     }
 }
 
+/// Default of `SpillLimitMB`.
+const DEFAULT_SPILL_LIMIT_MB: u64 = 256;
+
 struct Env {
     host: Arc<HostIdentity>,
     store: Option<Store>,
     rt: tokio::runtime::Handle,
+    /// Backlog entries an earlier run left, by config name (taken when the name is loaded).
+    backlog_found: HashMap<String, BacklogSummary>,
 }
 
 struct ConfigSlot {
@@ -143,20 +158,25 @@ struct State {
     configs: BTreeMap<String, ConfigSlot>,
     pack_ids: HashMap<String, Arc<PackIds>>,
     volatile: HashMap<String, Arc<Mutex<HashMap<String, u64>>>>,
-    /// Undelivered data of removed configs, sent on the next Resume.
-    orphans: Arc<Mutex<VecDeque<Payload>>>,
-    orphan_sender: Option<(Arc<FlushControl>, std::thread::JoinHandle<()>)>,
+    /// Undelivered data of removed configs (and of the last run), sent after Resume.
+    orphans: Option<Arc<Outbox>>,
+    /// The control of the task delivering `orphans`, while it runs.
+    orphan_ctl: Option<Arc<FlushControl>>,
 }
 
 /// The process-wide plugin system.
 pub struct Manager {
     state: Mutex<State>,
-    feeds: RwLock<HashMap<String, Feed>>,
+    feeds: RwLock<HashMap<String, Arc<Feed>>>,
     /// `ProcessTimeoutMs`, readable without the state lock.
     process_wait_ms: AtomicU64,
     /// `AlarmIntervalMs` and `StatisticsIntervalMs`, read by the reporter thread.
     alarm_ms: AtomicU64,
     profile_ms: AtomicU64,
+    /// Whether `InitPluginBase` succeeded, readable without the state lock.
+    initialized: AtomicBool,
+    /// Disk space of every config's backlog (`SpillLimitMB`).
+    budget: Arc<SpillBudget>,
 }
 
 static MANAGER: Lazy<Manager> = Lazy::new(|| Manager {
@@ -165,7 +185,38 @@ static MANAGER: Lazy<Manager> = Lazy::new(|| Manager {
     process_wait_ms: AtomicU64::new(Tunables::default().process_timeout_ms),
     alarm_ms: AtomicU64::new(Tunables::default().alarm_interval_ms),
     profile_ms: AtomicU64::new(Tunables::default().statistics_interval_ms),
+    initialized: AtomicBool::new(false),
+    budget: SpillBudget::new(DEFAULT_SPILL_LIMIT_MB << 20, 0),
 });
+
+/// After `HoldOn(1)`'s delivery deadline, the longest it spends persisting what is left,
+/// flushing the store and sending the last statistics (the "small stated constant").
+pub const EXIT_GRACE: Duration = Duration::from_millis(1000);
+/// Longest a stop flushes the store.
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
+/// Longest the last report at exit waits for the host.
+const REPORT_WAIT: Duration = Duration::from_millis(200);
+
+/// The name iLogtail 2.x and 3.x use for a config loaded as `<name>/1` or `<name>/2`: the
+/// suffix removed (as `GetRealConfigName` in the original). This name is passed to SendPb and
+/// used in statistics, alarms and checkpoint keys; the loaded name stays the config's key.
+pub fn real_config_name(name: &str) -> &str {
+    match name.strip_suffix("/1").or_else(|| name.strip_suffix("/2")) {
+        Some(real) if !real.is_empty() => real,
+        _ => name,
+    }
+}
+
+/// Why a config name cannot be used (`None`: it can).
+pub fn invalid_config_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("the config name is empty")
+    } else if name.contains('\0') {
+        Some("the config name contains a NUL byte")
+    } else {
+        None
+    }
+}
 
 /// The process-wide manager.
 pub fn get() -> &'static Manager {
@@ -225,26 +276,40 @@ impl Manager {
                     .map(|d| PathBuf::from(d).join("go_plugin_checkpoint"))
             })
             .unwrap_or_else(|| PathBuf::from("go_plugin_checkpoint"));
-        let store = match Store::open(&dir) {
-            Ok(s) => s,
+        let opened = match Store::open(&dir) {
+            Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "InitPluginBase: cannot open the checkpoint store");
                 return Code::Failed;
             }
         };
+        if let Some(note) = &opened.recovered {
+            stats::alarm(
+                AlarmType::CheckpointError,
+                Level::Critical,
+                "",
+                "",
+                note.clone(),
+            );
+        }
+        let store = opened.store;
         host::init();
+        let orphans = Outbox::new(Some(store.clone()));
         let spilled = store.spilled();
         if !spilled.is_empty() {
             tracing::info!(
                 groups = spilled.len(),
-                logs = spilled.iter().map(|p| p.lines).sum::<usize>(),
+                logs = outbox::logs_in(&spilled),
                 "re-sending log groups the host had not accepted before the last exit"
             );
-            st.orphans
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(spilled);
+            orphans.extend(spilled);
         }
+        let backlog_found = store.backlog_summary().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the backlog of the last run");
+            HashMap::new()
+        });
+        self.budget
+            .add_used(backlog_found.values().map(|b| b.bytes).sum());
         let t = &st.tunables;
         let host = HostIdentity {
             ip: t.host_ip.clone().or(cfg.host_ip).unwrap_or_default(),
@@ -257,11 +322,14 @@ impl Manager {
         tracing::info!(checkpoint = %dir.display(), ip = %host.ip, hostname = %host.hostname, "plugin base initialised");
         let host = Arc::new(host);
         self.start_reporter(host.clone());
+        st.orphans = Some(orphans);
         st.env = Some(Env {
             host,
             store: Some(store),
             rt: crate::runtime::handle(),
+            backlog_found,
         });
+        self.initialized.store(true, Ordering::SeqCst);
         Code::Ok
     }
 
@@ -283,7 +351,7 @@ impl Manager {
                         Duration::from_millis(self.profile_ms.load(Ordering::Relaxed));
                     let profile_due = last_profile.elapsed() >= profile_every;
                     if last_alarm.elapsed() >= alarm_every || profile_due {
-                        crate::stats::report(&host, profile_due, 5);
+                        stats::report(&host, profile_due, 5);
                         last_alarm = Instant::now();
                         if profile_due {
                             last_profile = Instant::now();
@@ -312,11 +380,13 @@ impl Manager {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        store.mark_seen(loaded.iter().map(String::as_str), now);
-        store.cleanup(&loaded, ttl, now);
+        store.mark_seen(loaded.iter().cloned().collect(), now);
+        if let Err(e) = store.cleanup(loaded, ttl, now, Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "checkpoint cleanup did not run");
+        }
     }
 
-    /// `LoadGlobalConfig`: applied on the first call only.
+    /// `LoadGlobalConfig`: process-wide settings, first call only.
     pub fn load_global(&self, json: &str) -> Code {
         let mut st = self.lock();
         let t: Tunables = match serde_json::from_str(json) {
@@ -336,8 +406,32 @@ impl Manager {
             .store(t.alarm_interval_ms.max(100), Ordering::Relaxed);
         self.profile_ms
             .store(t.statistics_interval_ms.max(100), Ordering::Relaxed);
+        self.budget
+            .set_limit(t.spill_limit_mb.saturating_mul(1 << 20));
         st.tunables = t;
         Code::Ok
+    }
+
+    /// A new lane (feed, backlog, outbox) for config `name`.
+    fn new_lane(&self, st: &mut State, name: &str, real: &str, queue_size: usize) -> Lane {
+        let env = st.env.as_mut().expect("initialised");
+        let backlog = env.store.clone().map(|s| {
+            Backlog::new(
+                name.into(),
+                s,
+                self.budget.clone(),
+                env.backlog_found.remove(name).as_ref(),
+            )
+        });
+        Lane {
+            feed: Feed::new(
+                real.into(),
+                queue_size,
+                stats::plugin_stats(real, "pipeline"),
+                backlog,
+            ),
+            outbox: Outbox::new(env.store.clone()),
+        }
     }
 
     /// `LoadConfig`: load, replace (same name) or remove (empty JSON) a config while held.
@@ -354,6 +448,17 @@ impl Manager {
             tracing::error!(config = name, "LoadConfig before InitPluginBase");
             return Code::Failed;
         };
+        if let Some(why) = invalid_config_name(name) {
+            tracing::error!(config = %name.escape_debug(), "LoadConfig: {why}");
+            stats::alarm(
+                AlarmType::ConfigError,
+                Level::Error,
+                &name.escape_debug().to_string(),
+                "",
+                format!("LoadConfig failed: config {:?}: {why}", name),
+            );
+            return Code::Failed;
+        }
         if st.running {
             tracing::error!(
                 config = name,
@@ -361,22 +466,10 @@ impl Manager {
             );
             return Code::Failed;
         }
-        if name.is_empty() {
-            tracing::error!("LoadConfig: empty config name");
-            return Code::Failed;
-        }
+        let real = real_config_name(name);
         if json.trim().is_empty() {
-            if let Some(old) = st.configs.remove(name) {
-                let moved: Vec<Payload> = old
-                    .pipeline
-                    .parked()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain(..)
-                    .collect();
-                Self::adopt_orphans(&st, moved);
-                st.pack_ids.remove(name);
-                st.volatile.remove(name);
+            if st.configs.contains_key(name) {
+                self.remove_config(&mut st, name);
                 tracing::info!(config = name, "config removed");
             }
             return Code::Ok;
@@ -385,10 +478,10 @@ impl Manager {
             Ok(c) => c,
             Err(errors) => {
                 for e in &errors {
-                    crate::stats::alarm(
-                        crate::stats::AlarmType::ConfigError,
-                        crate::stats::Level::Error,
-                        name,
+                    stats::alarm(
+                        AlarmType::ConfigError,
+                        Level::Error,
+                        real,
                         e.plugin.as_deref().unwrap_or(""),
                         format!("LoadConfig failed: {e}"),
                     );
@@ -408,7 +501,7 @@ impl Manager {
             })
             .clone();
         let cx = PluginContext {
-            config_name: name.into(),
+            config_name: real.into(),
             project: project.into(),
             logstore: logstore.into(),
             logstore_key,
@@ -419,13 +512,12 @@ impl Manager {
             plugin: "".into(),
             volatile: st.volatile.entry(name.to_string()).or_default().clone(),
         };
-        // A replaced config hands its undelivered data to its successor.
-        let parked = st
-            .configs
-            .get(name)
-            .map(|s| s.pipeline.parked())
-            .unwrap_or_default();
-        let pipeline = match Pipeline::new(config, cx, parked) {
+        // A replaced config hands its queues to its successor.
+        let lane = match st.configs.get(name) {
+            Some(s) => s.pipeline.lane().clone(),
+            None => self.new_lane(&mut st, name, real, config.global.default_log_queue_size),
+        };
+        let pipeline = match Pipeline::new(config, cx, lane.clone()) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(config = name, error = %e, "LoadConfig failed");
@@ -444,6 +536,10 @@ impl Manager {
                 },
             )
             .is_some();
+        self.feeds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), lane.feed);
         tracing::info!(config = name, replaced, "config loaded");
         Code::Ok
     }
@@ -460,41 +556,109 @@ impl Manager {
         self.load_config("", "", name, -1, "")
     }
 
-    fn stop_pipelines(&self, st: &mut State, names: &[String], mode: FlushMode) {
-        let Some(env) = &st.env else { return };
-        let rt = env.rt.clone();
-        let timeout = Duration::from_millis(st.tunables.hold_on_timeout_ms);
-        let deadline = Instant::now() + timeout;
-        {
-            let mut feeds = self.feeds.write().unwrap_or_else(|e| e.into_inner());
-            for n in names {
-                feeds.remove(n);
+    fn deadline(st: &State) -> Instant {
+        Instant::now() + Duration::from_millis(st.tunables.hold_on_timeout_ms)
+    }
+
+    /// Removes config `name`: what it still holds is processed and delivered within
+    /// `HoldOnTimeoutMs` (when it runs), and the rest is persisted at once and sent by the
+    /// removed-configs delivery after the next Resume.
+    fn remove_config(&self, st: &mut State, name: &str) {
+        let deadline = Self::deadline(st);
+        self.feeds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let Some(mut old) = st.configs.remove(name) else {
+            return;
+        };
+        let Some(rt) = st.env.as_ref().map(|e| e.rt.clone()) else {
+            return;
+        };
+        if old.pipeline.is_running() {
+            old.pipeline
+                .begin_stop(FlushMode::Drain, deadline, FeedState::Removed);
+            old.pipeline.finish_stop(&rt, deadline);
+        } else {
+            old.pipeline
+                .process_remaining(&rt, deadline, FeedState::Removed);
+        }
+        let lane = old.pipeline.lane().clone();
+        lane.feed.set_state(FeedState::Removed);
+        if let Some(b) = lane.feed.backlog() {
+            // What it read back and did not process stays on disk.
+            b.abandon();
+        }
+        if let Some(orphans) = st.orphans.clone() {
+            let moved = lane.outbox.take_all();
+            lane.outbox.redirect_to(orphans.clone());
+            Self::adopt_orphans(st, &orphans, moved);
+        }
+        let left = lane.feed.backlog().map_or(0, |b| b.waiting());
+        if left > 0 {
+            stats::alarm(
+                AlarmType::DataDropped,
+                Level::Warning,
+                real_config_name(name),
+                "pipeline",
+                format!("config removed with {left} groups of events waiting on disk: they are processed if a config of this name is loaded again within CheckpointTTLSeconds, else deleted"),
+            );
+        }
+        st.pack_ids.remove(name);
+        st.volatile.remove(name);
+    }
+
+    /// Takes over the undelivered data of a removed config: persisted at once (so a crash
+    /// cannot lose it) and sent by the removed-configs delivery after the next Resume.
+    fn adopt_orphans(st: &State, orphans: &Outbox, mut moved: Vec<Payload>) {
+        if moved.is_empty() {
+            return;
+        }
+        if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {
+            match store.spill(&mut moved, crate::store::READ_WAIT) {
+                Ok(_) => moved.iter_mut().for_each(|p| p.acks.clear()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot persist a removed config's undelivered data; it is kept in memory")
+                }
             }
         }
+        orphans.extend(moved);
+    }
+
+    /// Two-phase stop of the running configs in `names` (many stop in parallel).
+    fn stop_pipelines(
+        &self,
+        st: &mut State,
+        names: &[String],
+        mode: FlushMode,
+        state: FeedState,
+        deadline: Instant,
+    ) {
+        let Some(rt) = st.env.as_ref().map(|e| e.rt.clone()) else {
+            return;
+        };
         let mut stopping = Vec::new();
         for n in names {
             if let Some(s) = st.configs.get_mut(n) {
                 if s.pipeline.is_running() {
-                    s.pipeline.begin_stop(mode, deadline);
+                    s.pipeline.begin_stop(mode, deadline, state);
                     stopping.push(n.clone());
+                } else if state == FeedState::Exited {
+                    // Data pushed while held into a config that never ran again.
+                    s.pipeline.process_remaining(&rt, deadline, state);
+                } else {
+                    s.pipeline.lane().feed.set_state(state);
                 }
             }
         }
         for n in &stopping {
             if let Some(s) = st.configs.get_mut(n) {
                 s.pipeline.finish_stop(&rt, deadline);
-                let (groups, logs) = s.pipeline.parked_counts();
+                let (groups, logs) = s.pipeline.lane().outbox.counts();
                 if groups > 0 {
-                    tracing::info!(config = %n, groups, logs, "undelivered data parked for the next run");
+                    tracing::info!(config = %n, groups, logs, "undelivered data kept for the next run");
                 }
             }
-        }
-    }
-
-    fn stop_orphan_sender(st: &mut State) {
-        if let Some((ctl, h)) = st.orphan_sender.take() {
-            ctl.set(FlushMode::Park, None);
-            let _ = h.join();
         }
     }
 
@@ -503,24 +667,51 @@ impl Manager {
         let started = Instant::now();
         let mut st = self.lock();
         let names: Vec<String> = st.configs.keys().cloned().collect();
-        let mode = if exit {
-            FlushMode::Drain
+        let deadline = Self::deadline(&st);
+        let (mode, state) = if exit {
+            (FlushMode::Drain, FeedState::Exited)
         } else {
-            FlushMode::Park
+            (FlushMode::Park, FeedState::Held)
         };
-        self.stop_pipelines(&mut st, &names, mode);
-        Self::stop_orphan_sender(&mut st);
+        if let Some(ctl) = &st.orphan_ctl {
+            ctl.set(mode, Some(deadline));
+        }
+        self.stop_pipelines(&mut st, &names, mode, state, deadline);
+        if let (Some(ctl), Some(orphans)) = (st.orphan_ctl.take(), st.orphans.clone()) {
+            if exit {
+                while !orphans.is_idle() && !ctl.parking() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            ctl.set(FlushMode::Park, None);
+        }
         st.running = false;
+        // From here on, each step is bounded by what is left of the exit's grace.
+        let grace_end = Instant::now().max(deadline) + EXIT_GRACE;
+        let left = || grace_end.saturating_duration_since(Instant::now());
         if exit {
-            Self::spill_undelivered(&mut st);
+            self.spill_undelivered(&st, left());
         }
         // Checkpoints (including positions committed by the spill above) reach the disk.
         if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {
-            store.flush();
+            let wait = if exit {
+                left().min(FLUSH_WAIT)
+            } else {
+                FLUSH_WAIT
+            };
+            if let Err(e) = store.flush(wait) {
+                stats::alarm(
+                    AlarmType::CheckpointError,
+                    Level::Error,
+                    "",
+                    "",
+                    format!("HoldOn could not write the checkpoints to disk: {e}"),
+                );
+            }
         }
         if exit {
             if let Some(env) = &st.env {
-                crate::stats::report(&env.host, true, 1);
+                Self::last_report(env.host.clone(), left().min(REPORT_WAIT));
             }
         }
         tracing::info!(
@@ -530,114 +721,112 @@ impl Manager {
         );
     }
 
-    /// Takes over the undelivered data of a removed config: persisted at once (so a crash
-    /// cannot lose it) and sent by the removed-data sender after the next Resume.
-    fn adopt_orphans(st: &State, mut moved: Vec<Payload>) {
-        if moved.is_empty() {
-            return;
+    /// Sends the last alarms and statistics, waiting at most `wait` for the host.
+    fn last_report(host: Arc<HostIdentity>, wait: Duration) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("plugin-last-report".into())
+            .spawn(move || {
+                stats::report(&host, true, 1);
+                let _ = tx.send(());
+            });
+        if spawned.is_ok() && rx.recv_timeout(wait).is_err() {
+            tracing::warn!("the host did not take the last statistics in time");
         }
-        if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {
-            match store.spill(&mut moved) {
-                Ok(_) => moved.iter_mut().for_each(|p| p.acks.clear()),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot persist a removed config's undelivered data; it is kept in memory")
-                }
-            }
-        }
-        st.orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(moved);
     }
 
-    /// At exit: moves every undelivered group (parked by pipelines or left by removed configs)
-    /// into the store, so the next process start re-sends it with the same pack ids.
-    fn spill_undelivered(st: &mut State) {
+    /// At exit: persists every undelivered group (of running configs, of removed ones, and
+    /// the one inside SendPb) in one write, so the next process start re-sends it with the
+    /// same pack ids; waits at most `wait`. A failure is alarmed with what is lost.
+    fn spill_undelivered(&self, st: &State, wait: Duration) {
+        let outboxes: Vec<Arc<Outbox>> = st
+            .configs
+            .values()
+            .map(|s| s.pipeline.lane().outbox.clone())
+            .chain(st.orphans.clone())
+            .collect();
         let mut all: Vec<Payload> = Vec::new();
-        for s in st.configs.values() {
-            let parked = s.pipeline.parked();
-            let mut q = parked.lock().unwrap_or_else(|e| e.into_inner());
-            all.extend(q.drain(..));
+        let mut parts = Vec::new();
+        for ob in &outboxes {
+            let d = ob.detach_for_exit();
+            parts.push((d.queued.len(), d.in_flight.is_some()));
+            all.extend(d.queued);
+            all.extend(d.in_flight);
         }
-        let orphans = st.orphans.clone();
-        let mut q = orphans.lock().unwrap_or_else(|e| e.into_inner());
-        all.extend(q.drain(..));
         if all.is_empty() {
             return;
         }
-        let logs: usize = all.iter().map(|p| p.lines).sum();
-        match st.env.as_ref().and_then(|e| e.store.as_ref()) {
-            Some(store) => match store.spill(&mut all) {
-                Ok(n) => {
-                    // Persisted: the inputs may commit past these groups now.
-                    for p in &mut all {
-                        p.acks.clear();
-                    }
-                    tracing::warn!(
-                    groups = all.len(),
-                    logs,
-                    newly_persisted = n,
-                    "the host did not accept these log groups before exit; kept in the checkpoint store and re-sent after the next start"
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(groups = all.len(), logs, error = %e, "cannot persist undelivered log groups at exit: they are lost")
-                }
-            },
-            None => tracing::error!(
-                groups = all.len(),
+        let (groups, logs) = (all.len(), outbox::logs_in(&all));
+        let result = match st.env.as_ref().and_then(|e| e.store.as_ref()) {
+            Some(store) => store.spill(&mut all, wait).map_err(|e| e.to_string()),
+            None => Err("no checkpoint store".into()),
+        };
+        match &result {
+            Ok(_) => tracing::warn!(
+                groups,
                 logs,
-                "no checkpoint store: undelivered log groups are lost at exit"
+                "the host did not accept these log groups before exit; kept in the checkpoint store and re-sent after the next start"
+            ),
+            Err(e) => stats::alarm(
+                AlarmType::DataDropped,
+                Level::Critical,
+                "",
+                "",
+                format!("cannot persist {groups} undelivered log groups ({logs} logs) at exit ({e}): they are lost unless their inputs produce them again"),
             ),
         }
         // Kept in memory too, in case the host resumes instead of exiting.
-        q.extend(all);
+        let mut rest = all.into_iter();
+        for (ob, (queued, flying)) in outboxes.iter().zip(parts) {
+            let mine: Vec<Payload> = rest.by_ref().take(queued).collect();
+            let key = if flying {
+                rest.next().and_then(|p| p.spill_key)
+            } else {
+                None
+            };
+            ob.reattach(mine, key, result.is_ok());
+        }
     }
 
-    /// `Resume`: starts every loaded config (and delivery of removed configs' data).
+    /// `Resume`: starts every loaded config (and delivery of removed configs' data). A config
+    /// that fails to start is alarmed and skipped; the others start.
     pub fn resume(&self) -> Code {
         let mut st = self.lock();
-        let Some((rt, store)) = st.env.as_ref().map(|e| (e.rt.clone(), e.store.clone())) else {
+        let Some(rt) = st.env.as_ref().map(|e| e.rt.clone()) else {
             tracing::error!("Resume before InitPluginBase");
             return Code::NotInitialized;
         };
         if st.running {
             return Code::Ok;
         }
-        let mut feeds = HashMap::new();
         for (name, slot) in st.configs.iter_mut() {
-            match slot.pipeline.start(&rt) {
-                Ok(()) => {
-                    if let Some(f) = slot.pipeline.feed() {
-                        feeds.insert(name.clone(), f);
-                    }
-                }
-                Err(e) => tracing::error!(config = %name, error = %e, "cannot start config"),
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                slot.pipeline.start(&rt)
+            }));
+            if let Err(p) = started {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                stats::alarm(
+                    AlarmType::PluginError,
+                    Level::Critical,
+                    real_config_name(name),
+                    "",
+                    format!("config {name:?} cannot start ({why}); the other configs run"),
+                );
             }
         }
-        *self.feeds.write().unwrap_or_else(|e| e.into_inner()) = feeds;
-        let has_orphans = !st
-            .orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        if has_orphans {
-            let ctl = Arc::new(FlushControl::new(st.orphans.clone()));
-            let c = ctl.clone();
-            match std::thread::Builder::new()
-                .name("flush-removed".into())
-                .spawn(move || {
-                    host::deliver_parked_then(&c, |p| {
-                        if let (Some(s), Some(k)) = (&store, &p.spill_key) {
-                            s.unspill(k);
-                        }
-                    });
-                }) {
-                Ok(h) => st.orphan_sender = Some((ctl, h)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start delivery of removed configs' data")
-                }
-            }
+        if let Some(orphans) = st.orphans.clone() {
+            orphans.resume();
+            let ctl = Arc::new(FlushControl::new(orphans.clone()));
+            rt.spawn(outbox::deliver(
+                orphans,
+                ctl.clone(),
+                stats::plugin_stats("", "removed_configs"),
+            ));
+            st.orphan_ctl = Some(ctl);
         }
         st.running = true;
         tracing::info!(configs = st.configs.len(), "resumed");
@@ -645,36 +834,29 @@ impl Manager {
     }
 
     /// `Stop(configName, removedFlag)`: stops one config; removed configs deliver within the
-    /// bound and their rest is sent later by the removed-data sender.
+    /// bound and their rest is sent later by the removed-configs delivery.
     pub fn stop(&self, name: &str, removed: bool) -> Code {
         let mut st = self.lock();
         if !st.configs.contains_key(name) {
             return Code::UnknownConfig;
         }
-        let mode = if removed {
-            FlushMode::Drain
-        } else {
-            FlushMode::Park
-        };
-        self.stop_pipelines(&mut st, &[name.to_string()], mode);
         if removed {
-            if let Some(old) = st.configs.remove(name) {
-                let moved: Vec<Payload> = old
-                    .pipeline
-                    .parked()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain(..)
-                    .collect();
-                Self::adopt_orphans(&st, moved);
-            }
-            st.pack_ids.remove(name);
-            st.volatile.remove(name);
+            self.remove_config(&mut st, name);
+        } else {
+            let deadline = Self::deadline(&st);
+            self.stop_pipelines(
+                &mut st,
+                &[name.to_string()],
+                FlushMode::Park,
+                FeedState::Held,
+                deadline,
+            );
         }
         Code::Ok
     }
 
-    /// Pushes a host-fed group into `name`'s processors, blocking (bounded) on back-pressure.
+    /// Pushes a host-fed group into `name`'s processors, blocking (bounded by
+    /// `ProcessTimeoutMs`) on back-pressure; what does not fit is kept on disk.
     pub fn push(&self, name: &str, group: EventGroup) -> Code {
         let feed = self
             .feeds
@@ -683,35 +865,23 @@ impl Manager {
             .get(name)
             .cloned();
         let Some(feed) = feed else {
-            // Never wait behind a HoldOn in progress: the config is not running then.
-            let Ok(st) = self.state.try_lock() else {
-                return Code::NotRunning;
-            };
-            return if st.env.is_none() {
-                Code::NotInitialized
-            } else if st.configs.contains_key(name) {
-                Code::NotRunning
-            } else {
+            return if self.initialized.load(Ordering::SeqCst) {
                 Code::UnknownConfig
+            } else {
+                Code::NotInitialized
             };
         };
         let wait = Duration::from_millis(self.process_wait_ms.load(Ordering::Relaxed));
-        match feed.send_blocking(group, wait, &crate::runtime::handle()) {
-            Ok(()) => Code::Ok,
-            Err(PushError::Closed) => Code::NotRunning,
-            Err(PushError::Timeout) => {
-                tracing::warn!(
-                    config = name,
-                    "ProcessLog: pipeline stayed full; returning Timeout to the host"
-                );
-                Code::Timeout
-            }
+        match feed.push_from_host(group, wait, &crate::runtime::handle()) {
+            Ok(_) => Code::Ok,
+            Err(PushError::Closed) => Code::UnknownConfig,
+            Err(PushError::Refused(_)) => Code::Timeout,
         }
     }
 
     /// Whether `InitPluginBase` succeeded.
     pub fn initialized(&self) -> bool {
-        self.lock().env.is_some()
+        self.initialized.load(Ordering::SeqCst)
     }
 
     /// Checks a config without loading it.
@@ -734,5 +904,27 @@ impl Manager {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_names_drop_the_2x_suffixes() {
+        assert_eq!(real_config_name("web/1"), "web");
+        assert_eq!(real_config_name("web/2"), "web");
+        assert_eq!(real_config_name("web/3"), "web/3");
+        assert_eq!(real_config_name("web"), "web");
+        assert_eq!(real_config_name("/1"), "/1", "nothing would be left");
+        assert_eq!(real_config_name("a/b/2"), "a/b");
+    }
+
+    #[test]
+    fn names_with_nul_are_invalid() {
+        assert!(invalid_config_name("a\0b").is_some());
+        assert!(invalid_config_name("").is_some());
+        assert!(invalid_config_name("ok/2").is_none());
     }
 }

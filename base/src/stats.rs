@@ -39,6 +39,9 @@ pub struct PluginStats {
     pub time_ns: AtomicU64,
     /// Gauge: events or groups waiting in the queue in front of it.
     pub queue_depth: AtomicU64,
+    /// Events kept on disk because the pipeline was full, held or exiting (plugin
+    /// `pipeline`; processed once there is room).
+    pub spilled: AtomicU64,
 }
 
 /// (events, bytes) of `groups` (bytes as [`EventGroup::byte_size`]).
@@ -66,7 +69,7 @@ impl PluginStats {
         Self::add(&self.bytes_out, bytes);
     }
 
-    fn snapshot(&self) -> [(&'static str, u64); 10] {
+    fn snapshot(&self) -> [(&'static str, u64); 11] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("events_in", g(&self.events_in)),
@@ -79,6 +82,7 @@ impl PluginStats {
             ("restarts", g(&self.restarts)),
             ("time_ms", g(&self.time_ns) / 1_000_000),
             ("queue_depth", g(&self.queue_depth)),
+            ("spilled", g(&self.spilled)),
         ]
     }
 }
@@ -109,6 +113,8 @@ impl fmt::Display for Level {
 pub enum AlarmType {
     /// Events were dropped.
     DataDropped,
+    /// Events were kept on disk because their pipeline could not take them.
+    DataSpilled,
     /// A plugin panicked.
     PluginPanic,
     /// A plugin returned an error.
@@ -132,6 +138,7 @@ impl AlarmType {
     pub const fn name(self) -> &'static str {
         match self {
             AlarmType::DataDropped => "PLUGIN_DATA_DROPPED_ALARM",
+            AlarmType::DataSpilled => "PLUGIN_DATA_SPILLED_ALARM",
             AlarmType::PluginPanic => "PLUGIN_PANIC_ALARM",
             AlarmType::PluginError => "PLUGIN_ERROR_ALARM",
             AlarmType::PluginRestart => "PLUGIN_RESTART_ALARM",

@@ -1,34 +1,44 @@
-//! One running config: inputs → serial processors → aggregators → flushers.
+//! One config's pipeline: inputs → serial processors → aggregators → flushers → the host.
 //!
-//! Stages and their queues:
-//! - inputs run as tasks on the base runtime and push into a [`Feed`] bounded in events
-//!   (`DefaultLogQueueSize`); the host pushes into the same feed with `ProcessLog*`;
-//! - one processing task runs the processors and aggregators and pushes finished log groups
-//!   into a queue bounded in groups (`DefaultLogGroupQueueSize`);
-//! - one flush thread per pipeline runs the flushers (they may block in the host's SendPb).
+//! Stages and their queues, all tasks on the engine's runtime (no thread of its own):
+//! - inputs push into the config's [`Feed`], bounded in events (`DefaultLogQueueSize`); the
+//!   host pushes into the same feed with `ProcessLog*`; what does not fit goes to the
+//!   config's [`Backlog`] on disk and is fed back by a re-feed task;
+//! - one processing task runs the processors and aggregators and hands finished log groups
+//!   to a queue bounded in groups (`DefaultLogGroupQueueSize`);
+//! - one flush task runs the flushers (`flusher_sls` serializes into the config's
+//!   [`Outbox`]; a flusher that may block runs on the blocking pool) and waits while the
+//!   outbox holds that many groups;
+//! - one delivery task ([`crate::outbox::deliver`]) sends the outbox to the host.
 //!
-//! Stopping is two-phase so many pipelines stop in parallel: [`Pipeline::begin_stop`] signals
-//! inputs and tells the flush stage to park or drain, [`Pipeline::finish_stop`] waits for every
-//! stage with a deadline. Plugin instances come back from their stages and are reused by the
-//! next [`Pipeline::start`], so an input's state (a mock's `Index`) carries over a HoldOn/Resume.
+//! A config name's feed, backlog and outbox (its [`Lane`]) outlive its instances: a reloaded
+//! config's successor continues with them, so nothing queued is lost. Stopping is two-phase
+//! so many pipelines stop in parallel: [`Pipeline::begin_stop`] tells inputs to stop, puts a
+//! stop marker in the feed and switches the flush and delivery tasks to park or drain;
+//! [`Pipeline::finish_stop`] waits for the stages with a deadline. A stage that does not
+//! finish in time is left to finish on its own (never aborted): what it holds still lands in
+//! the lane. Plugin instances come back from their stages and are reused by the next
+//! [`Pipeline::start`], so an input's state (a mock's `Index`) carries over a HoldOn/Resume.
 
+mod backlog;
 mod feed;
 mod slot;
 
-pub use feed::{Feed, InputIo, PushError};
+pub use backlog::{Backlog, SpillBudget};
+pub use feed::{Feed, FeedState, InputIo, PushError, Pushed};
 
 use crate::config::{PipelineConfig, PluginSpec};
 use crate::context::PluginContext;
 use crate::event::{EventGroup, LogEvent};
-use crate::host::{deliver_parked, FlushControl, FlushMode, Payload};
+use crate::outbox::{FlushControl, FlushMode, Outbox};
 use crate::plugins::{Aggregator, FlushError, Flusher, Input, Plugin, Processor};
 use crate::routing::Selection;
 use crate::stats::{self, AlarmType, Level, PluginStats};
 use bytes::Bytes;
 use feed::Queued;
 use slot::{backoff, Slot};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
@@ -49,26 +59,45 @@ struct Plugins {
     flushers: Stage<Box<dyn Flusher>>,
 }
 
+/// What a config name keeps across its instances: the input queue (with its backlog on
+/// disk) and the outbox of serialized groups for the host.
+#[derive(Clone, Debug)]
+pub struct Lane {
+    /// Input queue.
+    pub feed: Arc<Feed>,
+    /// Serialized groups not yet accepted by the host.
+    pub outbox: Arc<Outbox>,
+}
+
 struct Running {
     stop_tx: watch::Sender<bool>,
-    feed: Option<Feed>,
     inputs: Vec<(PluginSpec, JoinHandle<InputSlot>)>,
     process: JoinHandle<ProcessStages>,
-    flush: std::thread::JoinHandle<Stage<Box<dyn Flusher>>>,
+    flush: JoinHandle<Stage<Box<dyn Flusher>>>,
+    mode: FlushMode,
+    /// Whether a delivery task sends the outbox.
+    delivering: bool,
 }
 
 /// A loaded config and, while running, its stages.
 pub struct Pipeline {
     config: PipelineConfig,
     cx: PluginContext,
+    lane: Lane,
     ctl: Arc<FlushControl>,
     stats: Arc<PluginStats>,
     stopped: Option<Plugins>,
     running: Option<Running>,
+    /// Identifies this instance's stop markers in the shared feed.
+    instance: u64,
+    /// Inputs not started by a run that only processes what is queued.
+    idle_inputs: Vec<InputSlot>,
 }
 
-/// Extra time after the drain deadline for stages to hand back their plugins.
-const JOIN_GRACE: Duration = Duration::from_secs(2);
+/// Time after the deadline for stages to hand back their plugins.
+const JOIN_GRACE: Duration = Duration::from_millis(200);
+
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 fn as_input(p: Plugin) -> Option<Option<Input>> {
     match p {
@@ -120,30 +149,39 @@ fn drop_alarm(
     );
 }
 
+/// Waits for `h` until `by`; `None` (the task left running) when it does not finish.
+fn join_by<T>(rt: &Handle, h: &mut JoinHandle<T>, by: Instant) -> Option<Result<T, String>> {
+    let by = tokio::time::Instant::from_std(by);
+    match rt.block_on(async { tokio::time::timeout_at(by, &mut *h).await }) {
+        Ok(r) => Some(r.map_err(|e| e.to_string())),
+        Err(_) => None,
+    }
+}
+
 impl Pipeline {
-    /// Builds every plugin of `config`. `parked` holds undelivered data of a previous
-    /// instance of the same config; it is delivered first once this one starts.
+    /// Builds every plugin of `config`, delivering through `lane` (shared with the previous
+    /// and next instances of the same config name).
     ///
     /// # Errors
     /// When a plugin cannot be built (configs are checked first, so this is unexpected).
-    pub fn new(
-        config: PipelineConfig,
-        cx: PluginContext,
-        parked: Arc<Mutex<VecDeque<Payload>>>,
-    ) -> Result<Self, String> {
+    pub fn new(config: PipelineConfig, cx: PluginContext, lane: Lane) -> Result<Self, String> {
         let stopped = Plugins {
             inputs: build_stage(&config.inputs, &cx, as_input)?,
             processors: build_stage(&config.processors, &cx, as_processor)?,
             aggregators: build_stage(&config.aggregators, &cx, as_aggregator)?,
             flushers: build_stage(&config.flushers, &cx, as_flusher)?,
         };
+        lane.feed.resize(config.global.default_log_queue_size);
         Ok(Self {
             stats: stats::plugin_stats(&cx.config_name, "pipeline"),
-            ctl: Arc::new(FlushControl::new(parked)),
+            ctl: Arc::new(FlushControl::new(lane.outbox.clone())),
+            lane,
             config,
             cx,
             stopped: Some(stopped),
             running: None,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            idle_inputs: Vec::new(),
         })
     }
 
@@ -152,9 +190,9 @@ impl Pipeline {
         &self.config
     }
 
-    /// Undelivered data of this config, in order.
-    pub fn parked(&self) -> Arc<Mutex<VecDeque<Payload>>> {
-        self.ctl.parked.clone()
+    /// The queues this config name keeps across instances.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// Whether the stages are running.
@@ -162,49 +200,70 @@ impl Pipeline {
         self.running.is_some()
     }
 
-    /// The input queue, for host pushes, while running.
-    pub fn feed(&self) -> Option<Feed> {
-        self.running.as_ref().and_then(|r| r.feed.clone())
+    /// Starts every stage on `rt`.
+    pub fn start(&mut self, rt: &Handle) {
+        self.start_stages(rt, true);
     }
 
-    /// Starts every stage on `rt`.
-    ///
-    /// # Errors
-    /// When the flush thread cannot be created.
-    pub fn start(&mut self, rt: &Handle) -> Result<(), String> {
+    /// Starts the stages; without `full`, only those that process what the feed holds (no
+    /// inputs, no re-feeding of the backlog, no delivery: the outbox is persisted or handed
+    /// elsewhere by the caller).
+    fn start_stages(&mut self, rt: &Handle, full: bool) {
+        let deliver = full;
         if self.running.is_some() {
-            return Ok(());
+            return;
         }
         let plugins = self.stopped.take().unwrap_or_default();
         let g = &self.config.global;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (feed, rx) = Feed::new(g.default_log_queue_size, self.stats.clone());
-        let (out_tx, out_rx) = mpsc::channel(g.default_log_group_queue_size.max(1));
+        let cap = g.default_log_group_queue_size.max(1);
+        let (out_tx, out_rx) = mpsc::channel(cap);
         self.ctl.set(FlushMode::Run, None);
-
-        let flush = {
-            let (ctl, cx, flushers) = (self.ctl.clone(), self.cx.clone(), plugins.flushers);
-            let stats = self.stats.clone();
-            std::thread::Builder::new()
-                .name(format!("flush-{}", self.config.name))
-                .spawn(move || flush_loop(out_rx, flushers, ctl, cx, stats))
-                .map_err(|e| format!("cannot start flush thread: {e}"))?
-        };
+        self.lane.outbox.resume();
+        let flush = rt.spawn(flush_loop(
+            out_rx,
+            plugins.flushers,
+            self.ctl.clone(),
+            self.cx.clone(),
+            self.stats.clone(),
+            cap,
+        ));
+        if deliver {
+            rt.spawn(crate::outbox::deliver(
+                self.lane.outbox.clone(),
+                self.ctl.clone(),
+                self.stats.clone(),
+            ));
+        }
         let interval = Duration::from_millis(g.aggregat_interval_ms.max(1));
         let process = rt.spawn(process_loop(
-            rx,
+            self.lane.feed.clone(),
+            self.instance,
             plugins.processors,
             plugins.aggregators,
             out_tx,
             interval,
             self.cx.clone(),
+            self.ctl.clone(),
         ));
+        if let (Some(b), true) = (self.lane.feed.backlog(), full) {
+            rt.spawn(backlog::refeed(
+                b.clone(),
+                self.lane.feed.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let input_interval = Duration::from_millis(g.input_interval_ms.max(1));
         let mut inputs = Vec::new();
-        for slot in plugins.inputs {
+        let (run, keep): (Vec<_>, Vec<_>) = if full {
+            (plugins.inputs, Vec::new())
+        } else {
+            (Vec::new(), plugins.inputs)
+        };
+        for slot in run {
             let source = format!("{}/{}", self.config.name, slot.name);
             let io = InputIo::new(
-                feed.clone(),
+                self.lane.feed.clone(),
                 stop_rx.clone(),
                 source.into(),
                 slot.stats.clone(),
@@ -213,79 +272,92 @@ impl Pipeline {
             let cx = self.cx.clone();
             inputs.push((spec, rt.spawn(run_input(slot, io, input_interval, cx))));
         }
+        self.lane.feed.set_state(FeedState::Open);
+        self.idle_inputs = keep;
         self.running = Some(Running {
             stop_tx,
-            feed: Some(feed),
             inputs,
             process,
             flush,
+            mode: FlushMode::Run,
+            delivering: deliver,
         });
-        Ok(())
     }
 
-    /// Phase one of a stop: inputs are told to stop, the host feed is closed, and the flush
-    /// stage parks (`Park`) or keeps delivering until `deadline` (`Drain`).
-    pub fn begin_stop(&mut self, mode: FlushMode, deadline: Instant) {
+    /// Phase one of a stop: inputs are told to stop, the feed gets this instance's stop
+    /// marker (after `state` is set: `Held` keeps taking data for the next run, `Exited`
+    /// persists it, `Removed` refuses it), and the flush stage parks (`Park`) or keeps
+    /// delivering until `deadline` (`Drain`).
+    pub fn begin_stop(&mut self, mode: FlushMode, deadline: Instant, state: FeedState) {
         if let Some(r) = &mut self.running {
+            r.mode = mode;
             self.ctl.set(mode, Some(deadline));
             let _ = r.stop_tx.send(true);
-            r.feed = None;
+            self.lane.feed.set_state(state);
+            self.lane.feed.stop_marker(self.instance);
         }
     }
 
     /// Phase two: waits for every stage (bounded by `deadline` plus a short grace) and keeps
-    /// their plugins for the next start. A stage that does not finish is abandoned and its
-    /// plugins are rebuilt from the config next time.
+    /// their plugins for the next start; when draining, also until the outbox is delivered
+    /// (or the deadline passed). A stage that does not finish is left to finish on its own
+    /// (what it holds still reaches the lane) and its plugins are rebuilt next time.
     pub fn finish_stop(&mut self, rt: &Handle, deadline: Instant) {
-        let Some(r) = self.running.take() else { return };
-        let join_by = tokio::time::Instant::from_std(deadline + JOIN_GRACE);
-        let name = self.config.name.clone();
-        let mut plugins = Plugins::default();
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
+        let by = deadline + JOIN_GRACE;
+        let name = self.cx.config_name.clone();
+        let mut plugins = Plugins {
+            inputs: std::mem::take(&mut self.idle_inputs),
+            ..Plugins::default()
+        };
         for (spec, mut h) in r.inputs {
-            let got = rt.block_on(async { tokio::time::timeout_at(join_by, &mut h).await });
-            match got {
-                Ok(Ok(slot)) => plugins.inputs.push(slot),
-                Ok(Err(e)) => {
+            match join_by(rt, &mut h, by) {
+                Some(Ok(slot)) => plugins.inputs.push(slot),
+                Some(Err(e)) => {
                     tracing::error!(config = %name, plugin = %spec.location(), error = %e, "input task failed; it will be rebuilt");
                 }
-                Err(_) => {
-                    tracing::error!(config = %name, plugin = %spec.location(), "input did not stop in time; aborted, it will be rebuilt");
-                    h.abort();
+                None => {
+                    tracing::warn!(config = %name, plugin = %spec.location(), "input did not stop in time; it finishes on its own and will be rebuilt");
                 }
             }
         }
         drop(r.stop_tx);
-        let mut process = r.process;
-        match rt.block_on(async { tokio::time::timeout_at(join_by, &mut process).await }) {
-            Ok(Ok((p, a))) => {
+        match join_by(rt, &mut r.process, by) {
+            Some(Ok((p, a))) => {
                 plugins.processors = p;
                 plugins.aggregators = a;
             }
-            other => {
-                if other.is_err() {
-                    process.abort();
-                }
-                stats::alarm(
-                    AlarmType::DataDropped,
-                    Level::Critical,
-                    &name,
-                    "pipeline",
-                    "processing stage did not finish in time; events inside it are lost",
-                );
+            Some(Err(e)) => {
+                tracing::error!(config = %name, error = %e, "processing stage failed");
+            }
+            None => stats::alarm(
+                AlarmType::PluginError,
+                Level::Warning,
+                &name,
+                "pipeline",
+                "the processing stage did not finish in time; it finishes on its own and what it holds is delivered (or kept for re-sending) then",
+            ),
+        }
+        match join_by(rt, &mut r.flush, by) {
+            Some(Ok(f)) => plugins.flushers = f,
+            Some(Err(e)) => tracing::error!(config = %name, error = %e, "flush stage failed"),
+            None => stats::alarm(
+                AlarmType::PluginError,
+                Level::Warning,
+                &name,
+                "pipeline",
+                "the flush stage did not finish in time (a flusher is blocked); it finishes on its own",
+            ),
+        }
+        if r.mode == FlushMode::Drain && r.delivering {
+            while !self.lane.outbox.is_idle() && !self.ctl.parking() {
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
-        let join_by = deadline + JOIN_GRACE;
-        while !r.flush.is_finished() && Instant::now() < join_by {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if r.flush.is_finished() {
-            match r.flush.join() {
-                Ok(f) => plugins.flushers = f,
-                Err(_) => tracing::error!(config = %name, "flush stage panicked"),
-            }
-        } else {
-            tracing::error!(config = %name, "flush stage is blocked in the host; leaving it behind (what it holds will be parked when the host returns)");
-        }
+        // Whatever is still undelivered stays in the outbox.
+        self.ctl.set(FlushMode::Park, None);
         if let Err(e) = self.refill(&mut plugins) {
             tracing::error!(config = %name, error = %e, "cannot rebuild plugins");
         }
@@ -315,10 +387,17 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Number of parked log groups and logs.
-    pub fn parked_counts(&self) -> (usize, usize) {
-        let q = self.ctl.lock_parked();
-        (q.len(), q.iter().map(|p| p.lines).sum())
+    /// Processes what the feed holds with this (stopped) pipeline's plugins, without inputs
+    /// or delivery, so that queued data of a config that is removed (`state` `Removed`) or
+    /// that never ran before the exit (`Exited`) reaches its outbox; bounded by `deadline`.
+    pub fn process_remaining(&mut self, rt: &Handle, deadline: Instant, state: FeedState) {
+        if self.running.is_some() || self.lane.feed.depth() == 0 {
+            self.lane.feed.set_state(state);
+            return;
+        }
+        self.start_stages(rt, false);
+        self.begin_stop(FlushMode::Drain, deadline, state);
+        self.finish_stop(rt, deadline);
     }
 }
 
@@ -442,18 +521,57 @@ async fn run_service(
     }
 }
 
+/// Hands what is left in the feed before instance `id`'s marker back to the feed (after an
+/// exit's deadline this persists it; for a removed config it is dropped with an alarm).
+async fn hand_back_rest(
+    rx: &mut mpsc::UnboundedReceiver<Queued>,
+    feed: &Feed,
+    id: u64,
+    cx: &PluginContext,
+) {
+    let stats = stats::plugin_stats(&cx.config_name, "pipeline");
+    while let Some(q) = rx.recv().await {
+        match q {
+            Queued::Stop(i) if i == id => return,
+            Queued::Stop(_) => {}
+            Queued::Data { group, .. } => {
+                let n = group.len();
+                if let Err(e) = feed.enqueue(group, None) {
+                    drop_alarm(
+                        cx,
+                        &stats,
+                        "pipeline",
+                        n,
+                        &format!("not processed before the stop's deadline and not kept ({e:?})"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn process_loop(
-    mut rx: mpsc::UnboundedReceiver<Queued>,
+    feed: Arc<Feed>,
+    instance: u64,
     mut processors: Stage<Box<dyn Processor>>,
     mut aggregators: Stage<Box<dyn Aggregator>>,
     out_tx: mpsc::Sender<EventGroup>,
     interval: Duration,
     cx: PluginContext,
+    ctl: Arc<FlushControl>,
 ) -> ProcessStages {
+    // A predecessor of the same config still holding the queue finishes first.
+    let mut rx = feed.rx.lock().await;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     loop {
+        if ctl.stopping() && ctl.parking() {
+            // Draining past the deadline: what is left is not processed in time.
+            hand_back_rest(&mut rx, &feed, instance, &cx).await;
+            break;
+        }
         let queued = tokio::select! {
             q = rx.recv() => match q { Some(q) => q, None => break },
             _ = tick.tick() => {
@@ -462,7 +580,12 @@ async fn process_loop(
                 continue;
             }
         };
-        let Queued { mut group, _permit } = queued;
+        let (mut group, permit) = match queued {
+            Queued::Stop(id) if id == instance => break,
+            // A marker of an instance that stopped before it got the queue.
+            Queued::Stop(_) => continue,
+            Queued::Data { group, _permit } => (group, _permit),
+        };
         let mut alive = true;
         if processors.iter().any(|s| !s.disabled) {
             // Processors change events through their public fields: the host's encoding
@@ -502,9 +625,10 @@ async fn process_loop(
         if alive && !group.is_empty() {
             aggregate(&mut aggregators, group, size, &mut out, &cx).await;
         }
-        drop(_permit);
+        drop(permit);
         send_all(&mut out, &out_tx, &cx).await;
     }
+    drop(rx);
     flush_aggregators(&mut aggregators, &mut out, &cx).await;
     send_all(&mut out, &out_tx, &cx).await;
     (processors, aggregators)
@@ -591,55 +715,76 @@ async fn send_all(out: &mut Vec<EventGroup>, tx: &mpsc::Sender<EventGroup>, cx: 
     }
 }
 
-fn flush_loop(
+async fn flush_loop(
     mut rx: mpsc::Receiver<EventGroup>,
     mut flushers: Stage<Box<dyn Flusher>>,
     ctl: Arc<FlushControl>,
     cx: PluginContext,
     pipeline_stats: Arc<PluginStats>,
+    cap: usize,
 ) -> Stage<Box<dyn Flusher>> {
-    let resent = deliver_parked(&ctl);
-    if resent > 0 {
-        tracing::info!(config = %cx.config_name, groups = resent, "delivered data handed over from the previous run");
-    }
-    while let Some(mut group) = rx.blocking_recv() {
+    let inline = flushers.iter().all(|s| !s.plugin.may_block());
+    while let Some(mut group) = rx.recv().await {
+        // Back-pressure: the outbox holds at most `cap` groups while running.
+        ctl.outbox().wait_room(cap, &ctl).await;
         if flushers
             .iter()
             .any(|s| s.spec.matcher.is_some() || !s.plugin.reads_encoded())
         {
             group.decode_contents();
         }
-        if !ctl.lock_parked().is_empty() {
-            // Earlier data is still waiting: keep the order by delivering it first.
-            deliver_parked(&ctl);
-        }
-        for slot in flushers.iter_mut() {
-            let Some(m) = slot.spec.matcher.as_deref() else {
-                flush_one(slot, &group, &ctl, &cx);
-                continue;
-            };
-            match m.select(&group) {
-                Selection::Nothing => {}
-                Selection::Some(mut filtered) => {
-                    let id = routed_pack_id(&cx, &filtered, &slot.name);
-                    swap_pack_id(&mut filtered, id);
-                    flush_one(slot, &filtered, &ctl, &cx);
-                }
-                Selection::All => {
-                    // Renumbered in place (and restored) rather than copying the group.
-                    let id = routed_pack_id(&cx, &group, &slot.name);
-                    let original = swap_pack_id(&mut group, id);
-                    flush_one(slot, &group, &ctl, &cx);
-                    swap_pack_id(&mut group, original);
+        if inline {
+            flush_group(&mut flushers, &mut group, &ctl, &cx);
+        } else {
+            let (c, x) = (ctl.clone(), cx.clone());
+            let ran = tokio::task::spawn_blocking(move || {
+                flush_group(&mut flushers, &mut group, &c, &x);
+                flushers
+            })
+            .await;
+            match ran {
+                Ok(f) => flushers = f,
+                Err(e) => {
+                    tracing::error!(config = %cx.config_name, error = %e, "flush stage failed");
+                    return Vec::new();
                 }
             }
         }
-        let parked = ctl.lock_parked().len() as u64;
         pipeline_stats
             .queue_depth
-            .store(parked, std::sync::atomic::Ordering::Relaxed);
+            .store(ctl.outbox().len() as u64, Ordering::Relaxed);
     }
     flushers
+}
+
+/// Hands `group` to every flusher (each with its `Match`).
+fn flush_group(
+    flushers: &mut Stage<Box<dyn Flusher>>,
+    group: &mut EventGroup,
+    ctl: &FlushControl,
+    cx: &PluginContext,
+) {
+    for slot in flushers.iter_mut() {
+        let Some(m) = slot.spec.matcher.as_deref() else {
+            flush_one(slot, group, ctl, cx);
+            continue;
+        };
+        match m.select(group) {
+            Selection::Nothing => {}
+            Selection::Some(mut filtered) => {
+                let id = routed_pack_id(cx, &filtered, &slot.name);
+                swap_pack_id(&mut filtered, id);
+                flush_one(slot, &filtered, ctl, cx);
+            }
+            Selection::All => {
+                // Renumbered in place (and restored) rather than copying the group.
+                let id = routed_pack_id(cx, group, &slot.name);
+                let original = swap_pack_id(group, id);
+                flush_one(slot, group, ctl, cx);
+                swap_pack_id(group, original);
+            }
+        }
+    }
 }
 
 /// The pack id a flusher with a `Match` sends `group` under, if the group has one.

@@ -7,7 +7,7 @@
 use crate::config::{DetailError, PluginSpec};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
-use crate::host::FlushControl;
+use crate::outbox::FlushControl;
 use crate::pipeline::InputIo;
 use serde_json::Value;
 use std::future::Future;
@@ -109,14 +109,22 @@ pub enum FlushError {
     GiveUp(String),
 }
 
-/// Delivers log groups somewhere. May block (the flush stage runs on its own thread).
+/// Delivers log groups somewhere.
 pub trait Flusher: Send {
-    /// Delivers one log group. Data that cannot be delivered before a stop must be parked
-    /// through `ctl` (see [`crate::host::deliver`]), never dropped.
+    /// Delivers one log group. A flusher to the host puts the serialized group in
+    /// `ctl.outbox()` (delivered, retried and handed over on stop by the engine).
     ///
     /// # Errors
     /// [`FlushError::Retry`] to have the same group retried, [`FlushError::GiveUp`] to drop it.
     fn flush(&mut self, group: &EventGroup, ctl: &FlushControl) -> Result<(), FlushError>;
+
+    /// Whether [`Flusher::flush`] may block (on I/O): then the flush stage calls it on the
+    /// runtime's blocking pool. A flusher that says `false` is called on the runtime itself
+    /// and must return quickly (it should not ask for retries either: the back-off would wait
+    /// there).
+    fn may_block(&self) -> bool {
+        true
+    }
 
     /// Whether the flusher handles events whose contents are still only in their original
     /// encoding ([`crate::event::LogEvent::is_pending`]); if not, the pipeline decodes them

@@ -1,12 +1,13 @@
-//! `flusher_sls`: serializes each log group once and hands it to the host through the
-//! adaptor's `LogtailSendPb[V2]`, retrying with back-off while the host refuses (the
-//! original dropped the data). Groups still undelivered at a stop are parked for the
-//! config's next instance.
+//! `flusher_sls`: serializes each log group once into the config's outbox, from which the
+//! engine hands it to the host through the adaptor's `LogtailSendPb[V2]`, retrying with
+//! back-off while the host refuses (the original dropped the data); groups still
+//! undelivered at a stop stay in the outbox for the config's next instance.
 
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
-use crate::host::{deliver, Delivery, FlushControl, Payload};
+use crate::host::Payload;
+use crate::outbox::FlushControl;
 use crate::plugins::{FlushError, Flusher, Plugin};
 use crate::proto::{encode_log_group, GroupHeader};
 use serde::Deserialize;
@@ -38,8 +39,6 @@ struct SlsFlusher {
     source: String,
     with_time_ns: bool,
     keep_shard_hash: bool,
-    sent_groups: u64,
-    retries: u64,
 }
 
 pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, DetailError> {
@@ -51,8 +50,6 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Plugin, Detail
         source: cx.host.ip.clone(),
         with_time_ns: cx.global.enable_timestamp_nanosecond,
         keep_shard_hash: o.keep_shard_hash,
-        sent_groups: 0,
-        retries: 0,
     })))
 }
 
@@ -92,11 +89,11 @@ impl Flusher for SlsFlusher {
             spill_key: None,
             acks: group.acks.clone(),
         };
-        let (outcome, retries) = deliver(payload, ctl);
-        self.retries += retries;
-        if outcome == Delivery::Sent {
-            self.sent_groups += 1;
-        }
+        ctl.outbox().push(payload);
         Ok(())
+    }
+
+    fn may_block(&self) -> bool {
+        false
     }
 }

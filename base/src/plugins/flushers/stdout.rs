@@ -3,7 +3,7 @@
 use crate::config::{parse_detail, DetailError};
 use crate::context::PluginContext;
 use crate::event::EventGroup;
-use crate::host::FlushControl;
+use crate::outbox::FlushControl;
 use crate::plugins::{FlushError, Flusher, Plugin};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -104,8 +104,6 @@ mod tests {
     use super::*;
     use crate::event::LogEvent;
     use bytes::Bytes;
-    use std::collections::VecDeque;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn writes_one_json_line_per_log_to_file() {
@@ -123,7 +121,7 @@ mod tests {
             e.set(Bytes::from_static(b"n"), Bytes::from(i.to_string()));
             g.events.push(e);
         }
-        let ctl = FlushControl::new(Arc::new(Mutex::new(VecDeque::new())));
+        let ctl = FlushControl::new(crate::outbox::Outbox::new(None));
         f.flush(&g, &ctl).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text
