@@ -800,9 +800,8 @@ impl Manager {
             return Code::Ok;
         }
         for (name, slot) in st.configs.iter_mut() {
-            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                slot.pipeline.start(&rt)
-            }));
+            let started =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.pipeline.start(&rt)));
             if let Err(p) = started {
                 let why = p
                     .downcast_ref::<&str>()

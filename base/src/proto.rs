@@ -276,6 +276,12 @@ fn decode_pair<const SKIP: bool>(
             }
         }
     }
+    if keys == 0 || values == 0 {
+        // proto2 `required`: the original's decoder refuses such a message too.
+        return Err(DecodeError(
+            "a Content or LogTag without its required Key or Value",
+        ));
+    }
     Ok(((key, value), keys == 1 && values == 1 && !other))
 }
 
@@ -295,11 +301,12 @@ fn decode_log_range<const LAZY: bool>(
     const AFTER_NS: u8 = 3;
     let mut r = Reader::new(buf, start, end);
     let mut log = LogEvent::default();
-    let (mut at, mut same) = (0u8, true);
+    let (mut at, mut same, mut has_time) = (0u8, true, false);
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(w, WIRE_VARINT)?;
+                has_time = true;
                 let t = r.varint()?;
                 same &= at == 0 && t <= u64::from(u32::MAX);
                 at = TIME;
@@ -326,6 +333,10 @@ fn decode_log_range<const LAZY: bool>(
                 same = false;
             }
         }
+    }
+    if !has_time {
+        // proto2 `required`, as above.
+        return Err(DecodeError("a Log without its required Time"));
     }
     same &= at != 0;
     if LAZY && !same {
@@ -617,13 +628,45 @@ mod tests {
             (cat(&[&content(b"a", b"1"), &time]), false),
             (cat(&[&time, &ns, &content(b"a", b"1")]), false),
             (cat(&[&time, &time]), false),
-            // The deprecated `Values` field, a content without a value, a time over 32 bits.
+            // The deprecated `Values` field, a time over 32 bits.
             (cat(&[&time, &[0x1a, 0x01, b'v']]), false),
-            (cat(&[&time, &[0x12, 0x03, 0x0a, 0x01, b'k']]), false),
             (vec![0x08, 0x80, 0x80, 0x80, 0x80, 0x10], false),
-            // No time at all.
-            (content(b"a", b"1"), false),
         ]
+    }
+
+    #[test]
+    fn required_fields_must_be_present_as_in_the_original() {
+        let content = |c: &[u8]| {
+            let mut out = vec![0x12, c.len() as u8];
+            out.extend(c);
+            out
+        };
+        let time = [0x08, 0x05];
+        let bad: [Vec<u8>; 4] = [
+            // No time at all.
+            content(&[0x0a, 0x01, b'k', 0x12, 0x01, b'v']),
+            // A content without a value, one without a key.
+            [&time[..], &content(&[0x0a, 0x01, b'k'])].concat(),
+            [&time[..], &content(&[0x12, 0x01, b'v'])].concat(),
+            // An empty content.
+            [&time[..], &content(&[])].concat(),
+        ];
+        for log in &bad {
+            let buf = group_of(log);
+            assert!(decode_log_group(&buf).is_err(), "{log:x?}");
+            assert!(decode_log_group_lazy(&buf).is_err(), "{log:x?}");
+            assert!(
+                decode_log(&Bytes::copy_from_slice(log)).is_err(),
+                "{log:x?}"
+            );
+        }
+        // A tag without its value.
+        let mut g = Vec::new();
+        put_bytes_field(&mut g, 1, &time);
+        g.extend_from_slice(&[0x32, 0x03, 0x0a, 0x01, b'k']);
+        let g = Bytes::from(g);
+        assert!(decode_log_group(&g).is_err());
+        assert!(decode_log_group_lazy(&g).is_err());
     }
 
     fn group_of(log: &[u8]) -> Bytes {

@@ -213,3 +213,19 @@ pub fn counters_summary() -> String {
         configs_seen(),
     )
 }
+
+/// Every alarm delivered so far (the logs of config `logtail_alarm`).
+pub fn alarms() -> Vec<ReceivedLog> {
+    logs_for("logtail_alarm")
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect()
+}
+
+/// Alarms of type `kind` (`PLUGIN_DATA_DROPPED_ALARM`, ...) delivered so far.
+pub fn alarms_of(kind: &str) -> Vec<ReceivedLog> {
+    alarms()
+        .into_iter()
+        .filter(|a| a.get("alarm_type") == Some(kind))
+        .collect()
+}

@@ -198,6 +198,27 @@ fn process_calls_reject_bad_arguments() {
         "ProcessRawLogV2(unknown)"
     );
 
+    // Well-formed protobuf missing proto2 `required` fields: code 4, as for broken bytes.
+    let no_time = [0x12, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v'];
+    let no_value = [0x08, 0x05, 0x12, 0x03, 0x0a, 0x01, b'k'];
+    for (what, log_bytes) in [
+        ("a Log without Time", &no_time[..]),
+        ("a Content without Value", &no_value[..]),
+    ] {
+        assert_eq!(
+            base::process_log(OK, log_bytes, "", "", b""),
+            4,
+            "ProcessLog({what})"
+        );
+        let mut group = vec![0x0a, log_bytes.len() as u8];
+        group.extend_from_slice(log_bytes);
+        assert_eq!(
+            base::process_log_group(OK, &group, ""),
+            4,
+            "ProcessLogGroup({what})"
+        );
+    }
+
     // Broken protobuf.
     for (what, bytes) in &garbage {
         assert_ne!(
@@ -236,10 +257,17 @@ fn process_calls_reject_bad_arguments() {
                 0,
                 "ProcessRawLogV2(name {what})"
             );
-            // packId / topic: a lossy reading of invalid UTF-8 is acceptable; NULL and
-            // negative lengths are not.
+            // packId and topic are text: invalid UTF-8 is code 3, like the config name.
             if what == "invalid UTF-8" {
-                continue;
+                assert_eq!(raw::process_log(s(OK), sl(nolog), bad, s(""), sl(b"")), 3);
+                assert_eq!(raw::process_log(s(OK), sl(nolog), s(""), bad, sl(b"")), 3);
+                assert_eq!(raw::process_log_group(s(OK), sl(nogroup), bad), 3);
+                assert_eq!(raw::process_raw_log(s(OK), sl(b"l"), bad, s("")), 3);
+                assert_eq!(raw::process_raw_log(s(OK), sl(b"l"), s(""), bad), 3);
+                assert_eq!(
+                    raw::process_raw_log_v2(s(OK), sl(b"l"), s(""), bad, sl(b"")),
+                    3
+                );
             }
             assert_ne!(
                 raw::process_log(s(OK), sl(nolog), bad, s(""), sl(b"")),

@@ -161,8 +161,8 @@ fn push(
             Err(c) => return reject(export, "configName", c) as GoInt,
         };
         // SAFETY: as above.
-        let pack = match unsafe { pack_id.bytes() } {
-            Ok(p) => p,
+        let pack = match unsafe { pack_id.text() } {
+            Ok(p) => p.as_bytes(),
             Err(c) => return reject(export, "packId", c) as GoInt,
         };
         let mut group = match build() {
@@ -194,12 +194,14 @@ unsafe fn owned(s: &GoSlice, arg: &'static str) -> Result<Bytes, (&'static str, 
         .map_err(|c| (arg, c))
 }
 
+/// Copies borrowed text (UTF-8 required: a topic is a protobuf `string`).
+///
 /// # Safety
-/// As for [`GoString::bytes`].
+/// As for [`GoString::text`].
 unsafe fn owned_str(s: &GoString, arg: &'static str) -> Result<Bytes, (&'static str, Code)> {
     // SAFETY: forwarded contract.
-    unsafe { s.bytes() }
-        .map(Bytes::copy_from_slice)
+    unsafe { s.text() }
+        .map(|t| Bytes::copy_from_slice(t.as_bytes()))
         .map_err(|c| (arg, c))
 }
 
