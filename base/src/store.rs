@@ -142,6 +142,76 @@ fn open_checked(dir: &Path) -> Result<sled::Db, String> {
     })
 }
 
+/// Tries to open a store that failed to open with `error` without losing its data: sled's
+/// `conf` (its settings, rewritten on open) and its snapshots (rebuilt from the log) can be
+/// set aside. Returns the store and what was done, or `None` when it stays unreadable (the
+/// files set aside are put back, so the whole directory can be moved aside as it was).
+fn repair(dir: &Path, error: &str) -> Option<(sled::Db, String)> {
+    if error.contains("cut to zero") {
+        return None;
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+        })
+        .collect();
+    const CONF: &str = "its settings file `conf` was";
+    let steps: [(&str, Vec<PathBuf>); 2] = [
+        (CONF, vec![dir.join("conf")]),
+        ("its snapshot files were", snapshots),
+    ];
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (what, files) in steps {
+        let files: Vec<PathBuf> = files.into_iter().filter(|f| f.exists()).collect();
+        if files.is_empty() {
+            continue;
+        }
+        for f in files {
+            // A name sled does not read (it takes every `snap.*` file for a snapshot).
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned())?;
+            let to = dir.join(format!("damaged-{secs}.{name}"));
+            if std::fs::rename(&f, &to).is_ok() {
+                moved.push((f, to));
+            }
+        }
+        if let Ok(db) = open_checked(dir) {
+            let kept = match what {
+                CONF => "nothing was lost".to_string(),
+                _ => format!(
+                    "the store was rebuilt from its log ({} entries kept); what only the snapshot held is lost",
+                    count_entries(&db)
+                ),
+            };
+            let note = format!(
+                "the checkpoint store in {} could not be opened ({error}); {what} set aside \
+                 (kept next to it as damaged-{secs}.*): {kept}",
+                dir.display()
+            );
+            return Some((db, note));
+        }
+    }
+    for (from, to) in moved.iter().rev() {
+        let _ = std::fs::rename(to, from);
+    }
+    None
+}
+
+fn count_entries(db: &sled::Db) -> usize {
+    db.tree_names()
+        .iter()
+        .filter_map(|n| db.open_tree(n).ok())
+        .map(|t| t.len())
+        .sum()
+}
+
 /// Whether an open failure means another process holds the store (not damage).
 fn is_lock_conflict(error: &str) -> bool {
     error.contains("acquire lock") || error.contains("WouldBlock")
@@ -303,7 +373,15 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Opened, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create checkpoint dir {}: {e}", dir.display()))?;
-        let (db, recovered) = match open_checked(dir) {
+        // sled silently starts empty on a log file cut to zero bytes: that is damage too.
+        let cut_to_zero = dir.join("conf").exists()
+            && std::fs::metadata(dir.join("db")).is_ok_and(|m| m.len() == 0);
+        let checked = if cut_to_zero {
+            Err("its log file `db` is empty (cut to zero bytes)".to_string())
+        } else {
+            open_checked(dir)
+        };
+        let (db, recovered) = match checked {
             Ok(db) => (db, None),
             Err(e) if is_lock_conflict(&e) => {
                 return Err(format!(
@@ -311,26 +389,30 @@ impl Store {
                     dir.display()
                 ))
             }
-            Err(e) => {
-                let bytes = dir_bytes(dir);
-                let moved = move_aside(dir)?;
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create checkpoint dir {}: {e}", dir.display()))?;
-                let db = open_checked(dir).map_err(|e2| {
-                    format!(
-                        "checkpoint store {} was damaged ({e}) and a fresh one cannot be opened: {e2}",
-                        dir.display()
-                    )
-                })?;
-                let note = format!(
-                    "the checkpoint store in {} was damaged ({e}); it was moved aside to {} ({bytes} bytes) \
-                     and an empty store was started: the input positions and the undelivered log groups \
-                     kept in it are lost to this process (the moved directory is left for inspection)",
-                    dir.display(),
-                    moved.display()
-                );
-                (db, Some(note))
-            }
+            Err(e) => match repair(dir, &e) {
+                Some((db, note)) => (db, Some(note)),
+                None => {
+                    let bytes = dir_bytes(dir);
+                    let moved = move_aside(dir)?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        format!("cannot create checkpoint dir {}: {e}", dir.display())
+                    })?;
+                    let db = open_checked(dir).map_err(|e2| {
+                        format!(
+                            "checkpoint store {} was damaged ({e}) and a fresh one cannot be opened: {e2}",
+                            dir.display()
+                        )
+                    })?;
+                    let note = format!(
+                        "the checkpoint store in {} was damaged ({e}); it was moved aside to {} ({bytes} bytes) \
+                         and an empty store was started: the input positions and the undelivered log groups \
+                         kept in it are lost to this process (the moved directory is left for inspection)",
+                        dir.display(),
+                        moved.display()
+                    );
+                    (db, Some(note))
+                }
+            },
         };
         Ok(Opened {
             store: Self::start(db, dir),
@@ -899,8 +981,20 @@ mod tests {
         let note = o
             .recovered
             .unwrap_or_else(|| panic!("{name}: damage not noticed"));
-        assert!(note.contains("moved aside"), "{note}");
-        assert_eq!(o.store.get("cfg", "offset"), None, "a fresh store");
+        if note.contains("nothing was lost") {
+            assert_eq!(
+                o.store.get("cfg", "offset").as_deref(),
+                Some(&b"42"[..]),
+                "{note}"
+            );
+            assert_eq!(o.store.spilled().len(), 1, "{note}");
+        } else if note.contains("rebuilt from its log") {
+            // Whatever the log still holds is readable; the note says how much.
+            assert!(note.contains("entries"), "{note}");
+        } else {
+            assert!(note.contains("moved aside"), "{note}");
+            assert_eq!(o.store.get("cfg", "offset"), None, "a fresh store");
+        }
         o.store.save("cfg", "offset", b"43").unwrap();
         assert_eq!(o.store.get("cfg", "offset").as_deref(), Some(&b"43"[..]));
         drop(o.store);
@@ -914,15 +1008,24 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_store_is_moved_aside_and_replaced() {
+    fn a_damaged_store_is_repaired_or_moved_aside_and_replaced() {
         damaged("cut-db", |d| {
             std::fs::File::create(d.join("db")).unwrap();
+        });
+        damaged("garbage-log", |d| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("db"))
+                .unwrap();
+            use std::io::Write;
+            (&f).write_all(&[0xAB; 4096]).unwrap();
         });
         damaged("bad-conf", |d| {
             std::fs::write(d.join("conf"), b"\x00garbage\xff not a sled config").unwrap();
         });
         damaged("cut-snapshot", |d| {
-            // Force a snapshot, then cut it in half.
+            // Cut the snapshots in half (a small store may have none yet: then leave one cut
+            // short, as a crash while writing it would).
             let snaps: Vec<PathBuf> = std::fs::read_dir(d)
                 .unwrap()
                 .filter_map(Result::ok)
@@ -939,14 +1042,8 @@ mod tests {
                 let f = std::fs::OpenOptions::new().write(true).open(s).unwrap();
                 f.set_len(len / 2).unwrap();
             }
-            // With no snapshot, damage the log instead: garbage over its first segment.
             if snaps.is_empty() {
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(d.join("db"))
-                    .unwrap();
-                use std::io::Write;
-                (&f).write_all(&[0xAB; 4096]).unwrap();
+                std::fs::write(d.join("snap.0000000000000400"), [0x5A; 40]).unwrap();
             }
         });
     }
