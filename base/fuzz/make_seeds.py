@@ -143,6 +143,61 @@ def tags():
     yield "empty.txt", ""
 
 
+# ---- processors -----------------------------------------------------------------------------
+# Mirrors the reader of fuzz_targets/processors.rs: a time byte, then records of a header
+# (bit 7 new event, bit 6 repeated value, bits 0-5 key), a length byte and the value.
+KEYS = [b"content", b"msg", b"time", b"t", b"s_key", b"level", b"a", b"b", b"x", b"d", b"status",
+        b"__tag__:path", b"p", b"new", b""]
+
+
+def rec(key, value, new=False, repeat=None):
+    if isinstance(value, str):
+        value = value.encode()
+    if repeat is not None:
+        count, prefix, middle, suffix = repeat
+        value = bytes([count, len(prefix), len(middle)]) + prefix + middle + suffix
+    h = (0x80 if new else 0) | (0x40 if repeat is not None else 0)
+    if isinstance(key, bytes) and key not in KEYS:
+        head = bytes([h | 48, len(key)]) + key
+    else:
+        head = bytes([h | KEYS.index(key if isinstance(key, bytes) else key.encode())])
+    assert len(value) < 255, value
+    return head + bytes([len(value)]) + value
+
+
+def events(time, *records):
+    return bytes([time]) + b"".join(records)
+
+
+def processor_inputs():
+    yield "nginx.bin", events(1, rec("content", '10.0.0.1 - alice [10/Oct/2023:13:55:36 +0000] "GET /a" 200 512'),
+                              rec("level", "error"),
+                              rec("content", "k=1 x v=2", new=True), rec("a", ""))
+    yield "json_flat.bin", events(1, rec("content", '{"level":"INFO","user":{"id":42,"roles":["a","b"]},"x":1.50}'),
+                                  rec("s_key", '{"k1":{"k2":{"k3":"v"}},"k6":[{"x":"a"}],"e":"\u4f60\n"}'),
+                                  rec("msg", '{"tags":["a",[1,2]],"events":[{"t":"c"}],"":null}'))
+    yield "json_deep_objects.bin", events(0, rec("content", b"", repeat=(200, b'{"a":', b"1", b"}")))
+    yield "json_deep_mixed.bin", events(0, rec("content", b"", repeat=(100, b'{"a":[', b"1", b"]}")),
+                                        rec("msg", b"", repeat=(150, b'{"b":[{"c":', b"[]", b"}]}"), new=True))
+    yield "json_deep_arrays.bin", events(0, rec("content", b"", repeat=(200, b"[", b"1", b"]")),
+                                         rec("msg", b"", repeat=(200, b'{"a":', b'"x"', b""), new=True))
+    yield "csv.bin", events(1, rec("content", 'a,"b""c",d,e'), rec("content", 'x|"y|z"|w', new=True),
+                            rec("x", "p\x01'q''r'\x01s"))
+    yield "multiline.bin", events(0, rec("content", "2023-10-10 13:55:36 ERROR x\n\tat y\n"
+                                         "2023-10-10 13:55:37 INFO z\n\nab\nab\nabcd"),
+                                  rec("msg", "one ab\nab two ab\nab"))
+    yield "time.bin", events(2, rec("time", "2023-10-10 13:55:36"), rec("t", "10/Oct/2023:13:55:36 +0800"),
+                             rec("time", "1700000000.123456", new=True), rec("t", "1700000000123456789"),
+                             rec("content", "Oct  5 13:55:36 23 278 01 PM UTC \n\t% Mon 10/05/23 2023-10-05 13:55 01:55:36 PM 123"),
+                             rec("t", "2019-07-05 19:28:01", new=True), rec("time", "1645595256807"))
+    yield "desensitize.bin", events(1, rec("content", "pwd=secret,user=a,pwd=,pwd=x"),
+                                    rec("msg", "card=4111 id:1234 card:"))
+    yield "invalid_utf8.bin", events(3, rec("content", b'{"a":"\xff","\xfe":1}'),
+                                     rec(b"\xfe\xffkey", b"\xc3(\x80"), rec("level", b"err\xffor"),
+                                     rec("__tag__:path", "/var/log/a.log", new=True))
+    yield "empty.bin", b""
+
+
 def main():
     shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
     for name, data in configs():
@@ -151,6 +206,8 @@ def main():
         write("protobuf_decode", name, data)
     for name, data in tags():
         write("tags_parse", name, data)
+    for name, data in processor_inputs():
+        write("processors", name, data)
 
 
 if __name__ == "__main__":

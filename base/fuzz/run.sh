@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the boundary parsers of libPluginBase for a bounded time (CI and by hand).
+# Fuzzes the boundary parsers and the processors of libPluginBase for a bounded time (CI and
+# by hand).
 #
 #   bash base/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 #
@@ -23,7 +24,7 @@ CARGO_FUZZ_VERSION=0.13.2
 TOOLS="$ROOT/target/tools"
 TARGET_DIR="$ROOT/target/fuzz"
 SCRATCH="$ROOT/target/fuzz-corpus"
-ALL_TARGETS=(config_parse protobuf_decode tags_parse)
+ALL_TARGETS=(config_parse protobuf_decode tags_parse processors)
 TARGETS=("${@:-${ALL_TARGETS[@]}}")
 
 export PATH="$TOOLS/bin:$PATH"

@@ -34,7 +34,9 @@ use bytes::Bytes;
 use regex::bytes::Regex;
 use std::fmt;
 
-/// Deepest nesting of parentheses and `!` accepted (keeps the parser's stack bounded).
+/// Deepest nesting of parentheses and `!` accepted. It bounds the stack of the parser, of the
+/// evaluator and of dropping a condition: chains of `&&` and `||`, however long, are flat lists
+/// (one node each), so the node tree is only as deep as this nesting.
 const MAX_DEPTH: usize = 64;
 
 /// A parsed `Match` condition.
@@ -84,8 +86,10 @@ pub enum Selection {
 enum Node {
     Const(bool),
     Not(Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    /// Two or more operands, evaluated in order until one is false.
+    And(Box<[Node]>),
+    /// Two or more operands, evaluated in order until one is true.
+    Or(Box<[Node]>),
     Test(Target, Test),
 }
 
@@ -210,8 +214,8 @@ fn eval(node: &Node, tags: &[(Bytes, Bytes)], topic: &[u8], event: Option<&LogEv
     match node {
         Node::Const(b) => *b,
         Node::Not(n) => !eval(n, tags, topic, event),
-        Node::And(a, b) => eval(a, tags, topic, event) && eval(b, tags, topic, event),
-        Node::Or(a, b) => eval(a, tags, topic, event) || eval(b, tags, topic, event),
+        Node::And(all) => all.iter().all(|n| eval(n, tags, topic, event)),
+        Node::Or(any) => any.iter().any(|n| eval(n, tags, topic, event)),
         Node::Test(target, test) => {
             let value: Option<&[u8]> = match target {
                 Target::Field(k) => event.and_then(|e| e.get(k)).map(|v| &v[..]),
@@ -303,21 +307,31 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<Node, ParseError> {
-        let mut left = self.and()?;
-        while self.eat("||") {
-            let right = self.and()?;
-            left = Node::Or(Box::new(left), Box::new(right));
+        let first = self.and()?;
+        if !self.eat("||") {
+            return Ok(first);
         }
-        Ok(left)
+        let mut any = vec![first];
+        loop {
+            any.push(self.and()?);
+            if !self.eat("||") {
+                return Ok(Node::Or(any.into_boxed_slice()));
+            }
+        }
     }
 
     fn and(&mut self) -> Result<Node, ParseError> {
-        let mut left = self.unary()?;
-        while self.eat("&&") {
-            let right = self.unary()?;
-            left = Node::And(Box::new(left), Box::new(right));
+        let first = self.unary()?;
+        if !self.eat("&&") {
+            return Ok(first);
         }
-        Ok(left)
+        let mut all = vec![first];
+        loop {
+            all.push(self.unary()?);
+            if !self.eat("&&") {
+                return Ok(Node::And(all.into_boxed_slice()));
+            }
+        }
     }
 
     fn unary(&mut self) -> Result<Node, ParseError> {
@@ -728,6 +742,66 @@ mod tests {
             &format!("{}TRUE{}", "(".repeat(30), ")".repeat(30)),
             &[]
         ));
+    }
+
+    /// Runs `f` on a thread with a small stack (a quarter of a tokio worker's), so that
+    /// recursion that grows with the length of a condition fails here in every build.
+    fn small_stack(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn_scoped(s, f)
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+    }
+
+    #[test]
+    fn long_chains_are_parsed_evaluated_and_dropped_without_deep_recursion() {
+        small_stack(|| {
+            let terms = |op: &str, cmp: &str| {
+                (0..100_000)
+                    .map(|i| format!("Fields[k] {cmp} '{i}'"))
+                    .collect::<Vec<_>>()
+                    .join(op)
+            };
+            let all_ne = Matcher::parse(&terms(" && ", "!=")).unwrap();
+            let any_eq = Matcher::parse(&terms(" || ", "==")).unwrap();
+            // `a && b || c && d || ...`: 50,000 conjunctions of two.
+            let pairs = (0..50_000)
+                .map(|i| format!("Fields[k] == '{i}' && Has(Fields[k])"))
+                .collect::<Vec<_>>()
+                .join(" || ");
+            let pairs = Matcher::parse(&pairs).unwrap();
+            for (k, ne, eq) in [
+                ("x", true, false),
+                ("99999", false, true),
+                ("0", false, true),
+            ] {
+                let e = event(&[("k", k)]);
+                assert_eq!(all_ne.matches(&[], b"", &e), ne, "{k}");
+                assert_eq!(any_eq.matches(&[], b"", &e), eq, "{k}");
+                assert_eq!(pairs.matches(&[], b"", &e), k != "99999" && eq, "{k}");
+            }
+            drop((all_ne, any_eq, pairs));
+            // The deepest nesting allowed (a `(` and a `!` per level), each level with a chain.
+            let nest = |levels: usize| {
+                (0..levels).fold("TRUE".to_string(), |inner, i| {
+                    format!("(FALSE || Fields[k] != '{i}' && !{inner})")
+                })
+            };
+            let m = Matcher::parse(&nest(MAX_DEPTH / 2)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(m.matches(&[], b"", &event(&[("k", "x")])));
+            assert!(!m.matches(&[], b"", &event(&[("k", "31")])));
+            assert!(err(&format!("!{}", nest(MAX_DEPTH / 2)))
+                .message
+                .contains("nested deeper"));
+            // Nesting beyond the limit is a config error, however long.
+            for deep in ["!".repeat(100_000) + "TRUE", "(".repeat(100_000) + "TRUE"] {
+                assert!(err(&deep).message.contains("nested deeper"));
+            }
+        });
     }
 
     fn group(levels: &[&str]) -> EventGroup {

@@ -21,6 +21,13 @@ use std::fmt::{self, Write as _};
 
 const NAME: &str = "processor_json";
 
+/// Levels expanded at most, whatever `ExpandDepth` says: a value nested deeper is written as
+/// its JSON text (as `ExpandDepth` would) and `PROCESSOR_JSON_DEPTH_ALARM` is raised. The walk
+/// takes a few stack frames per level and re-reads the text of every object it expands, so the
+/// limit bounds both its stack (a log line must never overflow the worker's) and its time. The
+/// same as serde_json's nesting limit; real logs nest a handful of levels.
+const MAX_EXPAND_DEPTH: u32 = 128;
+
 fn yes() -> bool {
     true
 }
@@ -38,7 +45,7 @@ struct Options {
     /// Warn when a log has no source content.
     #[serde(default = "yes")]
     no_key_error: bool,
-    /// Levels to expand (1 = top level only); 0 = unlimited.
+    /// Levels to expand (1 = top level only); 0 = unlimited (up to [`MAX_EXPAND_DEPTH`]).
     #[serde(default)]
     expand_depth: u32,
     /// Joins the names of nested levels.
@@ -176,6 +183,8 @@ struct Flatten<'a> {
     src: &'a Bytes,
     path: &'a mut String,
     out: &'a mut Vec<(Bytes, Bytes)>,
+    /// A value was kept as text at [`MAX_EXPAND_DEPTH`] that `ExpandDepth` would expand.
+    too_deep: bool,
 }
 
 impl Expand {
@@ -191,8 +200,15 @@ impl Expand {
 
 impl Flatten<'_> {
     /// Whether members at `depth` are written as they are instead of being expanded.
-    fn at_max(&self, depth: u32) -> bool {
-        self.cfg.max_depth != 0 && depth >= self.cfg.max_depth
+    fn at_max(&mut self, depth: u32) -> bool {
+        if self.cfg.max_depth != 0 && depth >= self.cfg.max_depth {
+            return true;
+        }
+        if depth >= MAX_EXPAND_DEPTH {
+            self.too_deep = true;
+            return true;
+        }
+        false
     }
 
     /// Flattens the members of an object that sit at `depth` (top level = 1).
@@ -272,10 +288,21 @@ impl JsonProcessor {
             src: &src,
             path: &mut self.path,
             out: &mut self.fields,
+            too_deep: false,
         };
         let parsed = serde_json::from_slice::<Members<'_>>(&src).and_then(|m| f.members(m, 1));
+        let too_deep = f.too_deep;
         match parsed {
             Ok(()) => {
+                if too_deep {
+                    self.warn.warn("PROCESSOR_JSON_DEPTH_ALARM", || {
+                        format!(
+                            "json nested deeper than {MAX_EXPAND_DEPTH} levels, the deeper \
+                             values are kept as JSON text: {}",
+                            preview(&src)
+                        )
+                    });
+                }
                 if !self.keep_source {
                     e.contents.remove(idx);
                 }
@@ -518,6 +545,79 @@ mod tests {
             1,
             "invalid UTF-8 is a parse error"
         );
+    }
+
+    /// `{"a":` nested `levels` deep around `1`.
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels))
+    }
+
+    /// Runs `p` over `line` on a thread with a small stack (well under the 2 MiB of a tokio
+    /// worker), so that a walk whose stack grows with the nesting fails here in every build.
+    fn run_small_stack(p: &mut JsonProcessor, line: &str) -> Vec<(String, String)> {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn_scoped(s, || run_one(p, event(&[("content", line)])))
+                .unwrap()
+                .join()
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn deep_nesting_is_expanded_to_the_limit_and_the_rest_kept_as_text() {
+        let limit = MAX_EXPAND_DEPTH as usize;
+        // The line of the report: 42 KB, 7,000 levels; the defaults keep the source.
+        let line = nested(7000);
+        let mut p = proc(json!({"SourceKey": "content"}));
+        let out = run_small_stack(&mut p, &line);
+        assert_eq!(
+            out,
+            pairs(&[
+                ("content", &line),
+                (&"_a".repeat(limit), &nested(7000 - limit))
+            ])
+        );
+        assert_eq!(p.warn.raised(), 1, "PROCESSOR_JSON_DEPTH_ALARM");
+        // Exactly at the limit: everything is expanded, no alarm.
+        let mut p = proc(json!({"SourceKey": "content", "KeepSource": false}));
+        let out = run_small_stack(&mut p, &nested(limit));
+        assert_eq!(out, pairs(&[(&"_a".repeat(limit), "1")]));
+        assert_eq!(p.warn.raised(), 0);
+        // A larger ExpandDepth is capped; a smaller one applies as before, silently.
+        let mut p = proc(json!({"SourceKey": "content", "KeepSource": false, "ExpandDepth": 1000}));
+        let out = run_small_stack(&mut p, &nested(limit + 1));
+        assert_eq!(out, pairs(&[(&"_a".repeat(limit), r#"{"a":1}"#)]));
+        assert_eq!(p.warn.raised(), 1);
+        let mut p = proc(json!({"SourceKey": "content", "KeepSource": false, "ExpandDepth": 3}));
+        let out = run_small_stack(&mut p, &line);
+        assert_eq!(out, pairs(&[("_a_a_a", &nested(7000 - 3))]));
+        assert_eq!(p.warn.raised(), 0);
+    }
+
+    #[test]
+    fn deep_arrays_and_objects_in_arrays_are_bounded_too() {
+        let limit = MAX_EXPAND_DEPTH as usize;
+        let arrays = format!(r#"{{"a":{}1{}}}"#, "[".repeat(7000), "]".repeat(7000));
+        // `{"a":[{"a":[ ... [1] ... ]}]}`, `n` objects deep.
+        let mixed = |n: usize| format!("{}1{}", r#"{"a":["#.repeat(n), "]}".repeat(n));
+        let mut p = proc(json!({"SourceKey": "content", "KeepSource": false}));
+        let out = run_small_stack(&mut p, &arrays);
+        assert_eq!(out, pairs(&[("_a", &arrays[5..arrays.len() - 1])]));
+        let mut p = proc(json!({
+            "SourceKey": "content", "KeepSource": false, "ExpandArray": true,
+            "IgnoreFirstConnector": true
+        }));
+        // Nested arrays stay JSON text.
+        let out = run_small_stack(&mut p, &arrays);
+        assert_eq!(out, pairs(&[("a[0]", &arrays[6..arrays.len() - 2])]));
+        assert_eq!(p.warn.raised(), 0);
+        // Every object counts as a level.
+        let out = run_small_stack(&mut p, &mixed(3500));
+        let key = format!("a{}", "[0]_a".repeat(limit - 1));
+        assert_eq!(out, pairs(&[(&key, &format!("[{}]", mixed(3500 - limit)))]));
+        assert_eq!(p.warn.raised(), 1);
     }
 
     #[test]
