@@ -1,5 +1,9 @@
 //! Our own logs go to stderr through `tracing`, filtered by `PLUGIN_BASE_LOG`
-//! (default `info`; e.g. `PLUGIN_BASE_LOG=warn`).
+//! (default `info`; e.g. `PLUGIN_BASE_LOG=warn`, `off`).
+//!
+//! Panics inside the library (a plugin that panics is caught, counted, restarted) are logged
+//! the same way instead of being printed by the standard hook: the library carries its own
+//! copy of `std`, so this hook is ours alone and never the host's.
 
 use std::sync::Once;
 
@@ -16,5 +20,12 @@ pub(super) fn init() {
             .with_ansi(false)
             .with_target(false)
             .try_init();
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            tracing::error!(
+                thread = thread.name().unwrap_or("?"),
+                "caught a panic: {info}"
+            );
+        }));
     });
 }
