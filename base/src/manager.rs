@@ -189,8 +189,9 @@ static MANAGER: Lazy<Manager> = Lazy::new(|| Manager {
     budget: SpillBudget::new(DEFAULT_SPILL_LIMIT_MB << 20, 0),
 });
 
-/// After `HoldOn(1)`'s delivery deadline, the longest it spends persisting what is left,
-/// flushing the store and sending the last statistics (the "small stated constant").
+/// After `HoldOn(1)`'s delivery deadline, the longest it spends collecting what the stages
+/// hold, persisting it, flushing the store and sending the last statistics (the "small
+/// stated constant": `HoldOn(1)` returns within `HoldOnTimeoutMs` plus this).
 pub const EXIT_GRACE: Duration = Duration::from_millis(1000);
 /// Longest a stop flushes the store.
 const FLUSH_WAIT: Duration = Duration::from_millis(500);
@@ -686,8 +687,8 @@ impl Manager {
             ctl.set(FlushMode::Park, None);
         }
         st.running = false;
-        // From here on, each step is bounded by what is left of the exit's grace.
-        let grace_end = Instant::now().max(deadline) + EXIT_GRACE;
+        // Past the deadline, every step (the stages' hand-back included) shares the grace.
+        let grace_end = deadline + EXIT_GRACE;
         let left = || grace_end.saturating_duration_since(Instant::now());
         if exit {
             self.spill_undelivered(&st, left());
