@@ -12,6 +12,7 @@
 pub mod ack;
 #[cfg(feature = "mimalloc")]
 mod alloc;
+pub mod blocking;
 pub mod config;
 pub mod context;
 pub mod event;

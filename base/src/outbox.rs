@@ -3,8 +3,9 @@
 //!
 //! A [`deliver`] task sends the front of the queue, one payload at a time, retrying with
 //! back-off (10 ms doubling, capped at 1 s) while the host refuses. The host's `SendPb` may
-//! block for seconds, so each call runs on the runtime's blocking pool: a stalled host ties up
-//! one pooled thread, never a thread per config, and never the delivery of other configs.
+//! block for seconds, so each call runs on the engine's pool for blocking calls
+//! ([`crate::blocking`]): a stalled host ties up one pooled thread, never a thread per config,
+//! and never the delivery of other configs.
 //!
 //! The outbox outlives the pipeline instances of its config: a reloaded config's successor
 //! delivers what its predecessor left, in order, with the same pack ids. While a send is
@@ -436,7 +437,7 @@ pub async fn deliver(outbox: Arc<Outbox>, ctl: Arc<FlushControl>, stats: Arc<Plu
             }
         };
         let (config, lines) = (p.config.clone(), p.lines);
-        let outcome = tokio::task::spawn_blocking(move || attempt(&p))
+        let outcome = crate::blocking::run(move || attempt(&p))
             .await
             .unwrap_or(Attempt::Refused(-3));
         outbox.end_send(outcome == Attempt::Accepted);

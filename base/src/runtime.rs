@@ -15,6 +15,8 @@ pub fn handle() -> Handle {
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                // Blocking calls go to crate::blocking; this only bounds tokio's own use.
+                .max_blocking_threads(4)
                 .thread_name("plugin-worker")
                 .enable_time()
                 .build()

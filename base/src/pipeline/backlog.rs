@@ -283,7 +283,7 @@ pub(crate) async fn refeed(
                 }
             }
             let b = backlog.clone();
-            batch = tokio::task::spawn_blocking(move || b.read_next())
+            batch = crate::blocking::run(move || b.read_next())
                 .await
                 .unwrap_or_default()
                 .into();

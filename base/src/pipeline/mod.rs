@@ -737,15 +737,15 @@ async fn flush_loop(
             flush_group(&mut flushers, &mut group, &ctl, &cx);
         } else {
             let (c, x) = (ctl.clone(), cx.clone());
-            let ran = tokio::task::spawn_blocking(move || {
+            let ran = crate::blocking::run(move || {
                 flush_group(&mut flushers, &mut group, &c, &x);
                 flushers
             })
             .await;
             match ran {
-                Ok(f) => flushers = f,
-                Err(e) => {
-                    tracing::error!(config = %cx.config_name, error = %e, "flush stage failed");
+                Some(f) => flushers = f,
+                None => {
+                    tracing::error!(config = %cx.config_name, "flush stage failed");
                     return Vec::new();
                 }
             }

@@ -1,0 +1,156 @@
+//! A small pool of threads for calls that may block: the host's `SendPb` and flushers that
+//! write. It grows only when calls are actually stuck, never with the number of configs.
+//!
+//! Two threads serve ordinary calls (a SendPb that answers at once costs microseconds, so a
+//! burst from a thousand configs just queues). When a call has waited [`GROW_AFTER`] without
+//! starting while every thread is busy — the host is blocking inside SendPb for some config —
+//! one more thread is started, up to [`MAX_THREADS`]: a config blocked in the host ties up
+//! one thread, and the others keep being served. Threads beyond the first two end after
+//! [`KEEP_ALIVE`] without work.
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use once_cell::sync::Lazy;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Threads kept even when idle.
+const CORE_THREADS: usize = 2;
+/// Most threads at once (a host blocking in SendPb for more configs than this at the same
+/// time makes the rest wait their turn).
+pub const MAX_THREADS: usize = 256;
+/// How long a call may wait to start, with every thread busy, before a thread is added.
+pub const GROW_AFTER: Duration = Duration::from_millis(50);
+/// Idle time after which a thread beyond the core ones ends.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    tx: Sender<Job>,
+    rx: Receiver<Job>,
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+}
+
+static POOL: Lazy<Arc<Pool>> = Lazy::new(|| {
+    let (tx, rx) = unbounded();
+    Arc::new(Pool {
+        tx,
+        rx,
+        threads: AtomicUsize::new(0),
+        idle: AtomicUsize::new(0),
+    })
+});
+
+fn spawn_thread(pool: &Arc<Pool>) {
+    let n = pool.threads.fetch_add(1, Ordering::SeqCst);
+    if n >= MAX_THREADS {
+        pool.threads.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let p = pool.clone();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-send".into())
+        .stack_size(256 << 10)
+        .spawn(move || loop {
+            p.idle.fetch_add(1, Ordering::SeqCst);
+            let job = p.rx.recv_timeout(KEEP_ALIVE);
+            p.idle.fetch_sub(1, Ordering::SeqCst);
+            match job {
+                Ok(job) => job(),
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut n = p.threads.load(Ordering::SeqCst);
+                    // Only threads beyond the core ones end, one at a time.
+                    while n > CORE_THREADS {
+                        match p.threads.compare_exchange(
+                            n,
+                            n - 1,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => n = now,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        });
+    if let Err(e) = spawned {
+        pool.threads.fetch_sub(1, Ordering::SeqCst);
+        tracing::error!(error = %e, "cannot start a thread for blocking calls");
+    }
+}
+
+/// Threads of the pool right now.
+pub fn threads() -> usize {
+    POOL.threads.load(Ordering::SeqCst)
+}
+
+/// Runs `f` on the pool and waits for it without blocking the runtime. `None` when `f`
+/// panicked (the panic is caught on the pool thread).
+pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let pool = POOL.clone();
+    if pool.threads.load(Ordering::SeqCst) < CORE_THREADS {
+        spawn_thread(&pool);
+    }
+    let started = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let s = started.clone();
+    let job: Job = Box::new(move || {
+        s.store(true, Ordering::SeqCst);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r.ok());
+    });
+    pool.tx.send(job).ok()?;
+    loop {
+        tokio::select! {
+            r = &mut rx => return r.ok().flatten(),
+            _ = tokio::time::sleep(GROW_AFTER) => {
+                // Still waiting to start with every thread busy: some call is stuck.
+                if !started.load(Ordering::SeqCst) && pool.idle.load(Ordering::SeqCst) == 0 {
+                    spawn_thread(&pool);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::bounded;
+
+    #[test]
+    fn stuck_calls_grow_the_pool_and_others_still_run() {
+        let rt = crate::runtime::handle();
+        let (release, wait) = bounded::<()>(0);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let stuck: Vec<_> = (0..4)
+            .map(|_| {
+                let (w, n) = (wait.clone(), inside.clone());
+                rt.spawn(run(move || {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let _ = w.recv();
+                }))
+            })
+            .collect();
+        // Every stuck call gets a thread of its own, and another call still runs.
+        let t = std::time::Instant::now();
+        while inside.load(Ordering::SeqCst) < 4 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(inside.load(Ordering::SeqCst), 4, "{} threads", threads());
+        let t = std::time::Instant::now();
+        let answer = rt.block_on(run(|| 42));
+        assert_eq!(answer, Some(42));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(threads() >= 5, "{} threads", threads());
+        drop(release);
+        for h in stuck {
+            rt.block_on(h).unwrap();
+        }
+        assert_eq!(rt.block_on(run(|| panic!("caught"))), None::<()>);
+    }
+}
