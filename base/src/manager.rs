@@ -855,9 +855,10 @@ impl Manager {
         Code::Ok
     }
 
-    /// Pushes a host-fed group into `name`'s processors, blocking (bounded by
-    /// `ProcessTimeoutMs`) on back-pressure; what does not fit is kept on disk.
-    pub fn push(&self, name: &str, group: EventGroup) -> Code {
+    /// Pushes host-fed groups (one call's data) into `name`'s processors, blocking (bounded
+    /// by `ProcessTimeoutMs` for the whole call) on back-pressure; what does not fit is kept
+    /// on disk.
+    pub fn push(&self, name: &str, groups: impl Iterator<Item = EventGroup>) -> Code {
         let feed = self
             .feeds
             .read()
@@ -871,12 +872,19 @@ impl Manager {
                 Code::NotInitialized
             };
         };
-        let wait = Duration::from_millis(self.process_wait_ms.load(Ordering::Relaxed));
-        match feed.push_from_host(group, wait, &crate::runtime::handle()) {
-            Ok(_) => Code::Ok,
-            Err(PushError::Closed) => Code::UnknownConfig,
-            Err(PushError::Refused(_)) => Code::Timeout,
+        let deadline =
+            Instant::now() + Duration::from_millis(self.process_wait_ms.load(Ordering::Relaxed));
+        let rt = crate::runtime::handle();
+        let mut code = Code::Ok;
+        for g in groups {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match feed.push_from_host(g, wait, &rt) {
+                Ok(_) => {}
+                Err(PushError::Closed) => return Code::UnknownConfig,
+                Err(PushError::Refused(_)) => code = Code::Timeout,
+            }
         }
+        code
     }
 
     /// Whether `InitPluginBase` succeeded.

@@ -406,6 +406,101 @@ fn decode_group<const LAZY: bool>(buf: &Bytes) -> Result<EventGroup, DecodeError
     Ok(group)
 }
 
+/// What [`check_log_group`] keeps of a `LogGroup`: everything but its logs.
+#[derive(Debug, Clone, Default)]
+pub struct GroupHead {
+    /// `Topic` (empty when none).
+    pub topic: Bytes,
+    /// `LogTags`, in order.
+    pub tags: Vec<(Bytes, Bytes)>,
+    /// Number of logs.
+    pub logs: usize,
+}
+
+/// Checks every byte of a serialized `LogGroup` exactly as [`decode_log_group_lazy`] does,
+/// keeping only its topic, tags and log count (nothing per log): for groups too large to
+/// hold decoded at once, which are then decoded piece by piece with [`log_chunks`].
+///
+/// # Errors
+/// The same as [`decode_log_group`].
+pub fn check_log_group(buf: &Bytes) -> Result<GroupHead, DecodeError> {
+    let mut r = Reader::new(buf, 0, buf.len());
+    let mut head = GroupHead::default();
+    while !r.done() {
+        match r.key()? {
+            (1, w) => {
+                r.expect(w, WIRE_LEN)?;
+                let (s, e) = r.len_range()?;
+                decode_log_range::<true>(buf, s, e)?;
+                head.logs += 1;
+            }
+            (3, w) => {
+                r.expect(w, WIRE_LEN)?;
+                head.topic = r.bytes()?;
+            }
+            (6, w) => {
+                r.expect(w, WIRE_LEN)?;
+                let (s, e) = r.len_range()?;
+                head.tags.push(decode_pair::<false>(buf, s, e)?.0);
+            }
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok(head)
+}
+
+/// The logs of a `LogGroup` that [`check_log_group`] accepted, at most `max` at a time, decoded
+/// as [`decode_log_group_lazy`] does (a log that fails here, impossible after the check, ends
+/// the chunks early).
+pub fn log_chunks(buf: Bytes, max: usize) -> LogChunks {
+    LogChunks {
+        buf,
+        pos: 0,
+        max: max.max(1),
+    }
+}
+
+/// Iterator of [`log_chunks`].
+#[derive(Debug)]
+pub struct LogChunks {
+    buf: Bytes,
+    pos: usize,
+    max: usize,
+}
+
+impl Iterator for LogChunks {
+    type Item = Vec<LogEvent>;
+
+    fn next(&mut self) -> Option<Vec<LogEvent>> {
+        let buf = &self.buf;
+        let mut r = Reader::new(buf, self.pos, buf.len());
+        let mut chunk = Vec::with_capacity(self.max);
+        while chunk.len() < self.max && !r.done() {
+            let Ok((field, w)) = r.key() else {
+                r.pos = r.end;
+                break;
+            };
+            let next = if field == 1 && w == WIRE_LEN {
+                r.len_range()
+                    .and_then(|(s, e)| decode_log_range::<true>(buf, s, e))
+                    .map(Some)
+            } else {
+                r.skip(w).map(|()| None)
+            };
+            match next {
+                Ok(Some(log)) => chunk.push(log),
+                Ok(None) => {}
+                Err(_) => {
+                    r.pos = r.end;
+                    break;
+                }
+            }
+        }
+        self.pos = r.pos;
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
+
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
@@ -632,6 +727,37 @@ mod tests {
             (cat(&[&time, &[0x1a, 0x01, b'v']]), false),
             (vec![0x08, 0x80, 0x80, 0x80, 0x80, 0x10], false),
         ]
+    }
+
+    #[test]
+    fn a_checked_group_decodes_in_chunks_as_in_one_piece() {
+        let mut g = sample();
+        for i in 0..10 {
+            g.logs.push(Log {
+                time: 100 + i,
+                contents: vec![Content {
+                    key: "i".into(),
+                    value: i.to_string(),
+                }],
+                values: vec![],
+                time_ns: (i % 2 == 0).then_some(i),
+            });
+        }
+        let buf = Bytes::from(g.encode_to_vec());
+        let whole = decode_log_group_lazy(&buf).unwrap();
+        let head = check_log_group(&buf).unwrap();
+        assert_eq!(head.logs, whole.len());
+        assert_eq!(
+            (head.topic.clone(), head.tags.clone()),
+            (whole.topic.clone(), whole.tags.clone())
+        );
+        let chunks: Vec<Vec<LogEvent>> = log_chunks(buf.clone(), 3).collect();
+        assert!(chunks.iter().all(|c| c.len() <= 3));
+        assert_eq!(chunks.concat(), whole.events);
+        // What fails the whole decode fails the check too.
+        let mut cut = buf.to_vec();
+        cut.truncate(cut.len() - 3);
+        assert!(check_log_group(&Bytes::from(cut)).is_err());
     }
 
     #[test]

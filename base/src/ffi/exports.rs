@@ -147,12 +147,23 @@ fn host_source(pack_id: &[u8]) -> Bytes {
     Bytes::from(s)
 }
 
-/// Shared body of the `Process*` exports: checks the config name, builds the group, pushes it.
+/// What a `Process*` call hands over: one group, or the pieces of a large one.
+type Groups = Box<dyn Iterator<Item = EventGroup>>;
+
+/// A serialized `LogGroup` larger than this is checked first and then decoded and queued in
+/// pieces of [`CHUNK_LOGS`] logs, so that memory holds the host's bytes and a few pieces, not
+/// every log decoded at once (a group of a million tiny logs cost ten times its size).
+const CHUNKED_ABOVE: usize = 4 << 20;
+/// Logs per piece of a large `LogGroup`.
+const CHUNK_LOGS: usize = 1024;
+
+/// Shared body of the `Process*` exports: checks the config name, builds the group(s),
+/// pushes them.
 fn push(
     export: &'static str,
     config: GoString,
     pack_id: GoString,
-    build: impl FnOnce() -> Result<EventGroup, (&'static str, Code)>,
+    build: impl FnOnce() -> Result<Groups, (&'static str, Code)>,
 ) -> GoInt {
     guard(export, Code::Internal as GoInt, || {
         // SAFETY: the host passes valid arguments for the duration of the call.
@@ -165,12 +176,18 @@ fn push(
             Ok(p) => p.as_bytes(),
             Err(c) => return reject(export, "packId", c) as GoInt,
         };
-        let mut group = match build() {
+        let groups = match build() {
             Ok(g) => g,
             Err((arg, c)) => return reject(export, arg, c) as GoInt,
         };
-        group.source = host_source(pack);
-        let code = manager::get().push(name, group);
+        let source = host_source(pack);
+        let code = manager::get().push(
+            name,
+            groups.map(|mut g| {
+                g.source = source.clone();
+                g
+            }),
+        );
         if code != Code::Ok && code != Code::Timeout {
             tracing::debug!(
                 export,
@@ -205,6 +222,10 @@ unsafe fn owned_str(s: &GoString, arg: &'static str) -> Result<Bytes, (&'static 
         .map_err(|c| (arg, c))
 }
 
+fn one(g: EventGroup) -> Groups {
+    Box::new(std::iter::once(g))
+}
+
 fn raw_group(raw: Bytes, topic: Bytes, tags: Bytes) -> EventGroup {
     let (sec, _) = now();
     let mut e = LogEvent::new(sec);
@@ -230,7 +251,7 @@ pub extern "C" fn ProcessRawLog(
     push("ProcessRawLog", configName, packId, || {
         // SAFETY: valid for the call.
         let (raw, topic) = unsafe { (owned(&rawLog, "rawLog")?, owned_str(&topic, "topic")?) };
-        Ok(raw_group(raw, topic, Bytes::new()))
+        Ok(one(raw_group(raw, topic, Bytes::new())))
     })
 }
 
@@ -252,7 +273,7 @@ pub extern "C" fn ProcessRawLogV2(
                 owned(&tags, "tags")?,
             )
         };
-        Ok(raw_group(raw, topic, tags))
+        Ok(one(raw_group(raw, topic, tags)))
     })
 }
 
@@ -276,13 +297,13 @@ pub extern "C" fn ProcessLog(
             )
         };
         let log = proto::decode_log(&buf).map_err(|_| ("logBytes", Code::BadProtobuf))?;
-        Ok(EventGroup {
+        Ok(one(EventGroup {
             events: vec![log],
             tags: parse_tags(&tags),
             topic,
             source: Bytes::new(),
             acks: Vec::new(),
-        })
+        }))
     })
 }
 
@@ -297,8 +318,21 @@ pub extern "C" fn ProcessLogGroup(
     push("ProcessLogGroup", configName, packId, || {
         // SAFETY: valid for the call.
         let buf = unsafe { owned(&logGroup, "logGroup")? };
-        // Checked in full; contents are decoded later, and only if the pipeline reads them.
-        proto::decode_log_group_lazy(&buf).map_err(|_| ("logGroup", Code::BadProtobuf))
+        let bad = |_| ("logGroup", Code::BadProtobuf);
+        if buf.len() <= CHUNKED_ABOVE {
+            // Checked in full; contents are decoded later, and only if the pipeline reads them.
+            return proto::decode_log_group_lazy(&buf).map(one).map_err(bad);
+        }
+        let head = proto::check_log_group(&buf).map_err(bad)?;
+        Ok(Box::new(proto::log_chunks(buf, CHUNK_LOGS).map(
+            move |events| EventGroup {
+                events,
+                tags: head.tags.clone(),
+                topic: head.topic.clone(),
+                source: Bytes::new(),
+                acks: Vec::new(),
+            },
+        )))
     })
 }
 
