@@ -175,7 +175,9 @@ Resume() → wait --warmup → measure \"after warm-up\" (the first sample) → 
 --sample-every until --duration has passed since Resume → HoldOn(1), timed → measure
 \"after HoldOn\". A measurement is VmRSS from /proc/self/status and the number of entries in
 /proc/self/task (OS threads), of the whole process: the harness's own share is allocated and
-its threads are started before \"before init\". SIGINT/SIGTERM ends the sampling early
+its threads are started before \"before init\". \"after init\" and \"after load\" are taken
+once the thread count has not changed for 0.3 s (at most 3 s), so threads the base starts in
+the background count to the stage that started them. SIGINT/SIGTERM ends the sampling early
 (a second signal exits at once with code 130).
 
 The host accepts every send and only counts the logs in it; groups of other configs

@@ -24,6 +24,10 @@ const CONTENT: &str = "footprint probe line: 127.0.0.1 GET /index.html 200 612";
 const POLL: Duration = Duration::from_millis(50);
 /// Bound on InitPluginBaseV2 + all LoadConfig calls.
 const LOAD_LIMIT: Duration = Duration::from_secs(600);
+/// A stage is measured once the thread count has not changed for this long ...
+const SETTLE_QUIET: Duration = Duration::from_millis(300);
+/// ... or after this long at most.
+const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// Bound on HoldOn(1).
 const HOLDON_LIMIT: Duration = Duration::from_secs(120);
 
@@ -77,6 +81,24 @@ pub fn measure() -> Measure {
         rss_kib: vm_rss_kib(),
         threads: thread_count(),
     }
+}
+
+/// Measures once the thread count has been stable for [`SETTLE_QUIET`] (at most
+/// [`SETTLE_MAX`]): threads the base starts in the background after a call returned (the
+/// store's I/O threads after InitPluginBaseV2) count to the stage that started them.
+fn settled() -> Measure {
+    let deadline = Instant::now() + SETTLE_MAX;
+    let mut last = measure();
+    let mut since = Instant::now();
+    while since.elapsed() < SETTLE_QUIET && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+        let m = measure();
+        if m.threads != last.threads {
+            since = Instant::now();
+        }
+        last = m;
+    }
+    measure()
 }
 
 /// One sample after warm-up.
@@ -328,6 +350,11 @@ fn run_in(o: &FootprintOpts, dir: &std::path::Path) -> i32 {
     // The harness's own share (names, threads) exists before the first measurement.
     let names: Arc<Vec<String>> = Arc::new((1..=o.configs).map(footprint_config_name).collect());
     let config = config_json(o.input, o.rate);
+    let expected_samples = (o.duration.saturating_sub(o.warmup).as_secs_f64()
+        / o.sample_every.as_secs_f64())
+    .min(1e6) as usize
+        + 2;
+    let mut samples = Vec::with_capacity(expected_samples);
     let watchdog = Watchdog::start();
     let mut pusher = if o.input == FootprintInput::HostFed && o.rate > 0 {
         match Pusher::start(libs, names.clone(), o.rate) {
@@ -348,7 +375,7 @@ fn run_in(o: &FootprintOpts, dir: &std::path::Path) -> i32 {
         eprintln!("harness: error: InitPluginBaseV2 returned {rc}");
         return 1;
     }
-    let after_init = measure();
+    let after_init = settled();
     let t = Instant::now();
     for (i, name) in names.iter().enumerate() {
         let rc = libs.load_config(PROJECT, name, name, i as i64 + 1, &config);
@@ -359,14 +386,13 @@ fn run_in(o: &FootprintOpts, dir: &std::path::Path) -> i32 {
     }
     let load_ms = t.elapsed().as_millis() as u64;
     watchdog.disarm();
-    let after_load = measure();
+    let after_load = settled();
 
     let resumed = Instant::now();
     libs.resume();
     if let Some(p) = pusher.as_mut() {
         p.go(resumed);
     }
-    let mut samples = Vec::new();
     let take = |samples: &mut Vec<Sample>| {
         let m = measure();
         let s = Sample {
