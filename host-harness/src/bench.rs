@@ -201,7 +201,7 @@ impl Workload {
 }
 
 /// User + system CPU seconds and peak RSS (KiB) of this process.
-fn rusage() -> (f64, i64) {
+pub fn rusage() -> (f64, i64) {
     // SAFETY: getrusage fills the zeroed struct.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();

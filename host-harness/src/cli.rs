@@ -20,6 +20,7 @@ COMMANDS:
     run       load pipeline configs, run them and print every log group the base sends
     validate  check pipeline configs with the base's CheckConfig export (no plugin is started)
     bench     push generated nginx access-log lines through ProcessLogGroup and measure
+    footprint load N configs and measure the host process's RSS and thread count over time
     help      print this text, or the help of a command (`host-harness help run`)
 
 GLOBAL OPTIONS:
@@ -160,6 +161,103 @@ EXAMPLES (build with `cargo build --release` first):
     target/release/host-harness bench --input json --processors my-processors.json
 ";
 
+/// Help of `footprint`.
+pub const FOOTPRINT_HELP: &str = "\
+host-harness footprint: what configs cost the host process (RSS, OS threads), idle and over time
+
+USAGE:
+    host-harness footprint [OPTIONS]
+
+Sequence: dlopen + callbacks → measure \"before init\" → InitPluginBaseV2 → measure \"after init\"
+→ LoadConfig of N configs fp_0001..fp_N (project \"harness\", logstore = config name, logstore
+key = its number, global AggregatIntervalMs 1000, flusher_sls) → measure \"after load\" →
+Resume() → wait --warmup → measure \"after warm-up\" (the first sample) → a sample every
+--sample-every until --duration has passed since Resume → HoldOn(1), timed → measure
+\"after HoldOn\". A measurement is VmRSS from /proc/self/status and the number of entries in
+/proc/self/task (OS threads), of the whole process: the harness's own share is allocated and
+its threads are started before \"before init\". \"after init\" and \"after load\" are taken
+once the thread count has not changed for 0.3 s (at most 3 s), so threads the base starts in
+the background count to the stage that started them. SIGINT/SIGTERM ends the sampling early
+(a second signal exits at once with code 130).
+
+The host accepts every send and only counts the logs in it; groups of other configs
+(logtail_alarm, shennong_log_profile) are counted apart, not as delivered logs.
+
+INPUTS (--input):
+    mock      each config has one service_mock input producing --rate logs/s (MaxLogCount 0,
+              one field `content`); it checkpoints its position as the host accepts data
+    host-fed  no input (flusher_sls only); one harness thread pushes one LogGroup of --rate
+              logs per config every second with ProcessLogGroup (--rate 0: configs stay idle)
+
+OPTIONS:
+    --configs N         configs to load (default 1000)
+    --input KIND        mock (default) or host-fed
+    --rate R            logs per second per config (default 1; 0 only with host-fed)
+    --duration SECS     how long to run after Resume, warm-up included (default 60)
+    --warmup SECS       wait this long after Resume before the first sample (default 10;
+                        at most --duration); not part of the growth figures
+    --sample-every SECS interval between samples (default 5)
+    --data-dir DIR      LogtailSysConfDir (default: a fresh /tmp/host-harness-* directory,
+                        removed at exit)
+    --json              print one JSON object (one line) on stdout instead of the report
+    --quiet             no per-sample lines
+    --lib-dir DIR       see `host-harness --help`
+    -h, --help          print this help
+
+OUTPUT:
+    Unless --quiet, one line per sample on stderr:
+        footprint: t=<s since Resume> rss=<MiB> threads=<n> logs=<delivered so far>
+    Then a report on stdout; with --json one object with these fields (KiB = 1024 bytes):
+    configs, input, rate, duration_s, warmup_s, sample_every_s
+                        the options the run used
+    load_ms             time of the N LoadConfig calls
+    rss_before_init_kib, rss_after_init_kib, rss_after_load_kib, rss_after_warmup_kib,
+    rss_after_holdon_kib
+                        VmRSS at each stage
+    threads_before_init, threads_after_init, threads_after_load, threads_after_warmup,
+    threads_after_holdon
+                        OS threads at each stage
+    per_config_kib      (rss_after_warmup_kib - rss_after_init_kib) / configs
+    per_config_loaded_kib
+                        (rss_after_load_kib - rss_after_init_kib) / configs (loaded, not running)
+    threads_added_after_load, threads_added_after_warmup
+                        threads at that stage minus threads_after_init
+    sample_count, sampled_s
+                        samples taken from the end of warm-up on, and the seconds they span
+    rss_first_kib, rss_last_kib, rss_min_kib, rss_max_kib
+                        VmRSS over those samples
+    rss_growth_kib      rss_last_kib - rss_first_kib
+    rss_slope_kib_per_min
+                        least-squares slope of VmRSS over the samples (null with < 2 samples)
+    threads_min, threads_max
+                        OS threads over the samples
+    cpu_s, cpu_pct      process CPU seconds (user+sys) over the sampled period, and as a
+                        percentage of one core
+    logs_delivered      logs of the fp_* configs the host accepted, HoldOn(1) included
+    logs_per_s          logs delivered per second over the sampled period
+    expected_logs_per_s configs * rate
+    configs_delivering  fp_* configs that delivered at least one log
+    groups_delivered, bad_groups
+                        log groups of the fp_* configs accepted / that did not decode
+    other_groups, other_logs
+                        groups and logs of other configs (alarms, statistics)
+    logs_pushed, push_errors
+                        host-fed: logs given to ProcessLogGroup, calls that did not return 0
+    holdon_ms           duration of HoldOn(1)
+    threads_by_name_last_sample, threads_by_name_after_holdon
+                        {name: count} of the OS threads (/proc/self/task/*/comm) at the last
+                        sample and after HoldOn(1)
+    samples             [{\"t_s\":..,\"rss_kib\":..,\"threads\":..,\"logs\":..}, ..]
+
+Exit code 1 when a call into the base fails (InitPluginBaseV2, LoadConfig, ProcessLogGroup)
+or a group does not decode; figures are reported, never judged.
+
+EXAMPLES (build with `cargo build --release` first):
+    target/release/host-harness footprint --configs 1000 --rate 1 --duration 120
+    target/release/host-harness footprint --input host-fed --rate 0 --configs 1000 --duration 30
+    target/release/host-harness footprint --duration 600 --quiet --json
+";
+
 /// A usage error: printed with a hint, exit code 2.
 #[derive(Debug, PartialEq)]
 pub struct UsageError {
@@ -199,6 +297,8 @@ pub enum Command {
     Validate(ValidateOpts),
     /// `bench`.
     Bench(BenchOpts),
+    /// `footprint`.
+    Footprint(FootprintOpts),
 }
 
 /// Options of `run`.
@@ -331,6 +431,60 @@ impl Default for BenchOpts {
     }
 }
 
+/// Where the data of `footprint` comes from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum FootprintInput {
+    /// One `service_mock` input per config.
+    #[default]
+    Mock,
+    /// No inputs; the harness pushes with `ProcessLogGroup`.
+    HostFed,
+}
+
+impl FootprintInput {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FootprintInput::Mock => "mock",
+            FootprintInput::HostFed => "host-fed",
+        }
+    }
+}
+
+/// Options of `footprint`.
+#[derive(Debug, PartialEq)]
+pub struct FootprintOpts {
+    pub lib_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub configs: usize,
+    pub input: FootprintInput,
+    /// Logs per second per config.
+    pub rate: u64,
+    /// Run time after Resume, warm-up included.
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub sample_every: Duration,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Default for FootprintOpts {
+    fn default() -> Self {
+        FootprintOpts {
+            lib_dir: None,
+            data_dir: None,
+            configs: 1000,
+            input: FootprintInput::Mock,
+            rate: 1,
+            duration: Duration::from_secs(60),
+            warmup: Duration::from_secs(10),
+            sample_every: Duration::from_secs(5),
+            json: false,
+            quiet: false,
+        }
+    }
+}
+
 /// One item of the command line.
 enum Item {
     /// `--name` or `--name=value` (value kept for later), or `-h`.
@@ -449,7 +603,7 @@ where
     let mut lib_dir = None;
     let command = loop {
         match args.next() {
-            None => return Err(args.err("no command given (run, validate, bench)")),
+            None => return Err(args.err("no command given (run, validate, bench, footprint)")),
             Some(Item::Opt(o, _)) if o == "-h" || o == "--help" => {
                 return Ok(Command::Help(MAIN_HELP))
             }
@@ -465,15 +619,17 @@ where
         "run" => parse_run(&mut args, lib_dir),
         "validate" => parse_validate(&mut args, lib_dir),
         "bench" => parse_bench(&mut args, lib_dir),
+        "footprint" => parse_footprint(&mut args, lib_dir),
         "help" => Ok(Command::Help(match args.rest.front().map(String::as_str) {
             None => MAIN_HELP,
             Some("run") => RUN_HELP,
             Some("validate") => VALIDATE_HELP,
             Some("bench") => BENCH_HELP,
+            Some("footprint") => FOOTPRINT_HELP,
             Some(other) => return Err(args.err(format!("unknown command '{other}'"))),
         })),
         other => Err(args.err(format!(
-            "unknown command '{other}' (expected run, validate, bench or help)"
+            "unknown command '{other}' (expected run, validate, bench, footprint or help)"
         ))),
     }
 }
@@ -622,6 +778,58 @@ fn parse_bench(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, Usa
         o.input = s.input();
     }
     Ok(Command::Bench(o))
+}
+
+fn parse_footprint(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, UsageError> {
+    args.command = Some("footprint");
+    let mut o = FootprintOpts {
+        lib_dir,
+        ..FootprintOpts::default()
+    };
+    while let Some(item) = args.next() {
+        let (name, v) = match item {
+            Item::Arg(a) => return Err(args.err(format!("unexpected argument '{a}'"))),
+            Item::Opt(name, v) => (name, v),
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(FOOTPRINT_HELP)),
+            "--lib-dir" => o.lib_dir = Some(args.value(&name, v)?.into()),
+            "--data-dir" => o.data_dir = Some(args.value(&name, v)?.into()),
+            "--configs" => o.configs = to_usize(args, &name, v)?,
+            "--input" => {
+                o.input = match args.value(&name, v)?.as_str() {
+                    "mock" => FootprintInput::Mock,
+                    "host-fed" => FootprintInput::HostFed,
+                    other => {
+                        return Err(args.err(format!(
+                            "unknown input '{other}' (expected mock or host-fed)"
+                        )))
+                    }
+                };
+            }
+            "--rate" => o.rate = args.u64(&name, v)?,
+            "--duration" => o.duration = args.secs(&name, v)?,
+            "--warmup" => o.warmup = args.secs(&name, v)?,
+            "--sample-every" => {
+                o.sample_every = args.secs(&name, v)?;
+                if o.sample_every.is_zero() {
+                    return Err(args.err(format!("option '{name}' must be more than 0")));
+                }
+            }
+            "--json" => o.json = args.flag(&name, v)?,
+            "--quiet" => o.quiet = args.flag(&name, v)?,
+            _ => return Err(args.unknown(&name)),
+        }
+    }
+    if o.rate == 0 && o.input == FootprintInput::Mock {
+        return Err(args.err(
+            "option '--rate 0' needs --input host-fed (service_mock produces at least 1 log/s)",
+        ));
+    }
+    if o.warmup > o.duration {
+        return Err(args.err("option '--warmup' cannot be longer than --duration"));
+    }
+    Ok(Command::Footprint(o))
 }
 
 fn to_usize(args: &mut Args, name: &str, v: Option<String>) -> Result<usize, UsageError> {
@@ -775,6 +983,14 @@ mod tests {
         assert_eq!(parse(["run", "--help"]), Ok(Command::Help(RUN_HELP)));
         assert_eq!(parse(["validate", "-h"]), Ok(Command::Help(VALIDATE_HELP)));
         assert_eq!(parse(["bench", "--help"]), Ok(Command::Help(BENCH_HELP)));
+        assert_eq!(
+            parse(["footprint", "--help"]),
+            Ok(Command::Help(FOOTPRINT_HELP))
+        );
+        assert_eq!(
+            parse(["help", "footprint"]),
+            Ok(Command::Help(FOOTPRINT_HELP))
+        );
         assert_eq!(parse(["--version"]), Ok(Command::Version));
     }
 
@@ -853,6 +1069,113 @@ mod tests {
             err(&["bench", "--processors", "p.json", "--scenario", "json"])
                 .message
                 .contains("cannot be used with --scenario")
+        );
+    }
+
+    fn footprint(args: &[&str]) -> FootprintOpts {
+        match parse(args.iter().copied()) {
+            Ok(Command::Footprint(o)) => o,
+            other => panic!("expected footprint, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn footprint_defaults() {
+        let d = footprint(&["footprint"]);
+        assert_eq!(d, FootprintOpts::default());
+        assert_eq!(
+            (d.configs, d.input, d.rate),
+            (1000, FootprintInput::Mock, 1)
+        );
+        assert_eq!(d.duration, Duration::from_secs(60));
+        assert_eq!(d.warmup, Duration::from_secs(10));
+        assert_eq!(d.sample_every, Duration::from_secs(5));
+        assert!(!d.json && !d.quiet);
+        assert!(MAIN_HELP.contains("footprint"));
+    }
+
+    #[test]
+    fn footprint_options() {
+        let o = footprint(&[
+            "--lib-dir=/l",
+            "footprint",
+            "--configs",
+            "200",
+            "--input=host-fed",
+            "--rate",
+            "0",
+            "--duration",
+            "4",
+            "--warmup=2",
+            "--sample-every",
+            "0.5",
+            "--data-dir",
+            "/d",
+            "--json",
+            "--quiet",
+        ]);
+        assert_eq!(o.lib_dir, Some(PathBuf::from("/l")));
+        assert_eq!(o.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(
+            (o.configs, o.input, o.rate),
+            (200, FootprintInput::HostFed, 0)
+        );
+        assert_eq!(o.duration, Duration::from_secs(4));
+        assert_eq!(o.warmup, Duration::from_secs(2));
+        assert_eq!(o.sample_every, Duration::from_millis(500));
+        assert!(o.json && o.quiet);
+        let o = footprint(&["footprint", "--input", "mock", "--rate=50"]);
+        assert_eq!((o.input, o.rate), (FootprintInput::Mock, 50));
+        let o = footprint(&["footprint", "--warmup", "5", "--duration", "5"]);
+        assert_eq!(o.warmup, o.duration);
+        for f in FOOTPRINT_OPTIONS {
+            assert!(FOOTPRINT_HELP.contains(f), "help does not document {f}");
+        }
+    }
+
+    /// Every option of `footprint` (the JSON fields are checked in footprint.rs).
+    const FOOTPRINT_OPTIONS: &[&str] = &[
+        "--configs",
+        "--input",
+        "--rate",
+        "--duration",
+        "--warmup",
+        "--sample-every",
+        "--data-dir",
+        "--json",
+        "--quiet",
+        "--lib-dir",
+    ];
+
+    #[test]
+    fn footprint_usage_errors() {
+        let e = err(&["footprint", "--input", "file"]);
+        assert!(e.message.contains("unknown input 'file'"), "{}", e.message);
+        assert_eq!(e.command, Some("footprint"));
+        assert!(err(&["footprint", "--rate", "0"])
+            .message
+            .contains("needs --input host-fed"));
+        assert!(err(&["footprint", "--configs", "0"])
+            .message
+            .contains("at least 1"));
+        assert!(err(&["footprint", "--sample-every", "0"])
+            .message
+            .contains("more than 0"));
+        assert!(err(&["footprint", "--warmup", "20", "--duration", "10"])
+            .message
+            .contains("cannot be longer than --duration"));
+        assert!(err(&["footprint", "--rate", "-1"])
+            .message
+            .contains("non-negative integer"));
+        assert!(err(&["footprint", "--json=yes"])
+            .message
+            .contains("takes no value"));
+        assert!(err(&["footprint", "x"])
+            .message
+            .contains("unexpected argument"));
+        assert_eq!(
+            err(&["footprint", "--events", "1"]).message,
+            "unknown option '--events' for 'footprint'"
         );
     }
 }

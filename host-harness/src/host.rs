@@ -25,6 +25,7 @@ enum Sink {
     /// `run`: the sleep of `--delay-ms` (taken outside the lock) and the state.
     Run(Option<Duration>, Box<Mutex<RunState>>),
     Bench(BenchCounters),
+    Footprint(FootprintCounters),
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
@@ -196,6 +197,113 @@ pub struct BenchStats {
     pub bad_groups: u64,
 }
 
+/// Counters of `footprint`: every send is accepted; logs are counted per config `fp_NNNN`.
+struct FootprintCounters {
+    /// Logs per config; index `i` is config number `i + 1` (allocated up front).
+    per_config: Vec<AtomicU64>,
+    groups: AtomicU64,
+    logs: AtomicU64,
+    other_groups: AtomicU64,
+    other_logs: AtomicU64,
+    bad_groups: AtomicU64,
+}
+
+/// What `footprint` has received so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FootprintStats {
+    /// Groups/logs of the `fp_*` configs.
+    pub groups: u64,
+    pub logs: u64,
+    /// Groups/logs of other configs (alarms, statistics).
+    pub other_groups: u64,
+    pub other_logs: u64,
+    /// Groups that did not decode.
+    pub bad_groups: u64,
+    /// `fp_*` configs with at least one log.
+    pub configs_delivering: u64,
+}
+
+/// Name of `footprint` config number `i` (1-based): `fp_0001`, ...
+pub fn footprint_config_name(i: usize) -> String {
+    format!("fp_{i:04}")
+}
+
+/// The 0-based slot of a `footprint` config name among `n` configs.
+fn footprint_slot(config: &str, n: usize) -> Option<usize> {
+    let digits = config.strip_prefix("fp_")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let i: usize = digits.parse().ok()?;
+    (1..=n).contains(&i).then(|| i - 1)
+}
+
+impl FootprintCounters {
+    fn new(configs: usize) -> Self {
+        FootprintCounters {
+            per_config: (0..configs).map(|_| AtomicU64::new(0)).collect(),
+            groups: AtomicU64::new(0),
+            logs: AtomicU64::new(0),
+            other_groups: AtomicU64::new(0),
+            other_logs: AtomicU64::new(0),
+            bad_groups: AtomicU64::new(0),
+        }
+    }
+
+    fn deliver(&self, config: &str, pb: &[u8]) -> c_int {
+        let Some(n) = count_logs(pb) else {
+            self.bad_groups.fetch_add(1, Ordering::Relaxed);
+            let _ = writeln!(
+                std::io::stderr(),
+                "harness: error: cannot decode a LogGroup of config {config:?} ({} bytes)",
+                pb.len()
+            );
+            return 0;
+        };
+        match footprint_slot(config, self.per_config.len()) {
+            Some(i) => {
+                self.per_config[i].fetch_add(n, Ordering::Relaxed);
+                self.groups.fetch_add(1, Ordering::Relaxed);
+                self.logs.fetch_add(n, Ordering::Relaxed);
+            }
+            None => {
+                self.other_groups.fetch_add(1, Ordering::Relaxed);
+                self.other_logs.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        0
+    }
+
+    fn stats(&self) -> FootprintStats {
+        FootprintStats {
+            groups: self.groups.load(Ordering::Relaxed),
+            logs: self.logs.load(Ordering::Relaxed),
+            other_groups: self.other_groups.load(Ordering::Relaxed),
+            other_logs: self.other_logs.load(Ordering::Relaxed),
+            bad_groups: self.bad_groups.load(Ordering::Relaxed),
+            configs_delivering: self
+                .per_config
+                .iter()
+                .filter(|c| c.load(Ordering::Relaxed) > 0)
+                .count() as u64,
+        }
+    }
+}
+
+/// Puts the callbacks in `footprint` mode for configs `fp_0001..` up to `configs`. Call
+/// once, before [`callbacks`] are registered.
+pub fn install_footprint(configs: usize) {
+    let _ = SINK.set(Sink::Footprint(FootprintCounters::new(configs)));
+}
+
+/// A snapshot of the `footprint` counters.
+pub fn footprint_stats() -> FootprintStats {
+    match SINK.get() {
+        Some(Sink::Footprint(c)) => c.stats(),
+        _ => FootprintStats::default(),
+    }
+}
+
 /// Puts the callbacks in `run` mode. Call once, before [`callbacks`] are registered.
 pub fn install_run(settings: RunSettings) {
     let delay = settings.delay;
@@ -217,7 +325,7 @@ pub fn install_bench(config: &str, verify: bool) {
 fn run_state() -> Option<MutexGuard<'static, RunState>> {
     match SINK.get()? {
         Sink::Run(_, m) => Some(m.lock().unwrap_or_else(|e| e.into_inner())),
-        Sink::Bench(_) => None,
+        Sink::Bench(_) | Sink::Footprint(_) => None,
     }
 }
 
@@ -326,6 +434,7 @@ fn on_send(config: &[u8], logstore: &[u8], pb: &[u8], lines: c_int) -> c_int {
             }
             0
         }
+        Some(Sink::Footprint(c)) => c.deliver(&config, pb),
         None => 0,
     }
 }
@@ -478,6 +587,42 @@ mod tests {
         assert!(s.reject());
         std::thread::sleep(Duration::from_millis(40));
         assert!(!s.reject());
+    }
+
+    #[test]
+    fn footprint_counts_its_configs_apart_from_the_others() {
+        assert_eq!(footprint_config_name(1), "fp_0001");
+        assert_eq!(footprint_config_name(12345), "fp_12345");
+        assert_eq!(footprint_slot("fp_0001", 3), Some(0));
+        assert_eq!(footprint_slot("fp_0003", 3), Some(2));
+        for bad in [
+            "fp_0004",
+            "fp_0000",
+            "fp_",
+            "fp_+1",
+            "fp_1x",
+            "logtail_alarm",
+            "fp1",
+        ] {
+            assert_eq!(footprint_slot(bad, 3), None, "{bad}");
+        }
+        let c = FootprintCounters::new(3);
+        assert_eq!(c.deliver("fp_0001", &group(3, "A-1")), 0);
+        assert_eq!(c.deliver("fp_0001", &group(2, "A-2")), 0);
+        assert_eq!(c.deliver("fp_0003", &group(1, "B-1")), 0);
+        assert_eq!(c.deliver("shennong_log_profile", &group(4, "C-1")), 0);
+        assert_eq!(c.deliver("logtail_alarm", &group(1, "D-1")), 0);
+        assert_eq!(
+            c.stats(),
+            FootprintStats {
+                groups: 3,
+                logs: 6,
+                other_groups: 2,
+                other_logs: 5,
+                bad_groups: 0,
+                configs_delivering: 2,
+            }
+        );
     }
 
     #[test]

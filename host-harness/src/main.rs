@@ -1,9 +1,10 @@
 //! host-harness: loads `libPluginAdapter.so` and `libPluginBase.so` exactly like an iLogtail
 //! host does, and drives them: `run` configs and print what arrives, `validate` configs,
-//! `bench` the processing path. See `host-harness --help`.
+//! `bench` the processing path, measure the `footprint` of configs. See `host-harness --help`.
 
 mod bench;
 mod cli;
+mod footprint;
 mod host;
 mod jsonlog;
 mod libs;
@@ -30,6 +31,7 @@ fn main() {
         Ok(Command::Run(o)) => run::run(o),
         Ok(Command::Validate(o)) => validate::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
+        Ok(Command::Footprint(o)) => footprint::run(o),
         Err(e) => {
             eprintln!("{e}");
             2

@@ -26,6 +26,11 @@ extern "C" fn on_signal(_sig: libc::c_int) {
     }
 }
 
+/// Whether SIGINT/SIGTERM arrived (after [`install_signal_handlers`]).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Installs SIGINT/SIGTERM handlers that only set [`STOP`].
 pub fn install_signal_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -245,7 +250,7 @@ fn main_loop(libs: &Libs, o: &RunOpts, files: &[ConfigFile]) -> Result<(), Strin
     let mut reloads = 0u64;
     loop {
         std::thread::sleep(POLL);
-        if STOP.load(Ordering::SeqCst) {
+        if stop_requested() {
             eprintln!("harness: signal received, stopping");
             break;
         }
