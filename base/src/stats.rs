@@ -307,26 +307,42 @@ pub fn alarm_group(host: &crate::context::HostIdentity) -> Option<crate::event::
     Some(g)
 }
 
-/// Builds the statistics log group: one log per plugin with its counters.
-pub fn profile_group(host: &crate::context::HostIdentity) -> Option<crate::event::EventGroup> {
-    let snap = snapshot();
-    if snap.is_empty() {
-        return None;
-    }
+/// Most plugins per statistics group: with a thousand configs, one group of every plugin
+/// was a transient +6 MiB each `StatisticsIntervalMs`.
+const PROFILE_CHUNK: usize = 256;
+
+/// The statistics log groups: one log per plugin with its counters, at most
+/// [`PROFILE_CHUNK`] per group, each built when the previous one has been handed on.
+pub fn profile_groups(
+    host: &crate::context::HostIdentity,
+) -> impl Iterator<Item = crate::event::EventGroup> + '_ {
+    let handles: Vec<((String, String), Arc<PluginStats>)> = registry()
+        .plugins
+        .iter()
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect();
     let t = crate::event::now().0;
-    let mut g = crate::event::EventGroup::default();
-    for (config, plugin, counters) in snap {
-        let mut e = crate::event::LogEvent::new(t);
-        e.contents.push(kv("config", config));
-        e.contents.push(kv("plugin", plugin));
-        for (k, v) in counters {
-            e.contents.push(kv(k, v.to_string()));
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let chunk = handles.get(at..(at + PROFILE_CHUNK).min(handles.len()))?;
+        if chunk.is_empty() {
+            return None;
         }
-        e.contents.push(kv("ip", host.ip.clone()));
-        e.contents.push(kv("hostname", host.hostname.clone()));
-        g.events.push(e);
-    }
-    Some(g)
+        at += chunk.len();
+        let mut g = crate::event::EventGroup::default();
+        for ((config, plugin), stats) in chunk {
+            let mut e = crate::event::LogEvent::new(t);
+            e.contents.push(kv("config", config.clone()));
+            e.contents.push(kv("plugin", plugin.clone()));
+            for (k, v) in stats.snapshot() {
+                e.contents.push(kv(k, v.to_string()));
+            }
+            e.contents.push(kv("ip", host.ip.clone()));
+            e.contents.push(kv("hostname", host.hostname.clone()));
+            g.events.push(e);
+        }
+        Some(g)
+    })
 }
 
 /// Sends a built-in group to the host, retrying briefly; these are best effort (a failure
@@ -381,8 +397,10 @@ pub fn report(host: &crate::context::HostIdentity, with_profile: bool, attempts:
         send_builtin(ALARM_CONFIG, ALARM_CONFIG, &g, host, attempts);
     }
     if with_profile {
-        if let Some(g) = profile_group(host) {
-            send_builtin(PROFILE_CONFIG, PROFILE_LOGSTORE, &g, host, attempts);
+        for g in profile_groups(host) {
+            if !send_builtin(PROFILE_CONFIG, PROFILE_LOGSTORE, &g, host, attempts) {
+                break;
+            }
         }
     }
 }

@@ -67,8 +67,9 @@ pub struct Feed {
     name: Arc<str>,
     sem: Arc<Semaphore>,
     capacity: AtomicUsize,
-    tx: mpsc::UnboundedSender<Queued>,
-    pub(crate) rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Queued>>,
+    // Boxed: the channel allocates its slots 32 at a time, and an idle config keeps a block.
+    tx: mpsc::UnboundedSender<Box<Queued>>,
+    pub(crate) rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Box<Queued>>>,
     state: RwLock<FeedState>,
     changed: Notify,
     /// Counters of host-fed data (`ProcessLog*`) and of the queue (plugin `pipeline`).
@@ -155,7 +156,7 @@ impl Feed {
 
     /// Marks where instance `id`'s processing stops.
     pub(crate) fn stop_marker(&self, id: u64) {
-        let _ = self.tx.send(Queued::Stop(id));
+        let _ = self.tx.send(Box::new(Queued::Stop(id)));
     }
 
     fn permits(&self, group: &EventGroup) -> u32 {
@@ -190,10 +191,10 @@ impl Feed {
             }
             FeedState::Open | FeedState::Held => {
                 let n = group.len();
-                let sent = self.tx.send(Queued::Data {
+                let sent = self.tx.send(Box::new(Queued::Data {
                     group,
                     _permit: permit,
-                });
+                }));
                 drop(st);
                 match sent {
                     Ok(()) => {
@@ -396,7 +397,7 @@ mod tests {
     }
 
     fn recv(f: &Feed) -> Option<usize> {
-        match f.rx.try_lock().ok()?.try_recv().ok()? {
+        match *f.rx.try_lock().ok()?.try_recv().ok()? {
             Queued::Data { group, .. } => Some(group.len()),
             Queued::Stop(_) => None,
         }

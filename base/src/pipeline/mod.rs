@@ -524,14 +524,14 @@ async fn run_service(
 /// Hands what is left in the feed before instance `id`'s marker back to the feed (after an
 /// exit's deadline this persists it; for a removed config it is dropped with an alarm).
 async fn hand_back_rest(
-    rx: &mut mpsc::UnboundedReceiver<Queued>,
+    rx: &mut mpsc::UnboundedReceiver<Box<Queued>>,
     feed: &Feed,
     id: u64,
     cx: &PluginContext,
 ) {
     let stats = stats::plugin_stats(&cx.config_name, "pipeline");
     while let Some(q) = rx.recv().await {
-        match q {
+        match *q {
             Queued::Stop(i) if i == id => return,
             Queued::Stop(_) => {}
             Queued::Data { group, .. } => {
@@ -556,7 +556,7 @@ async fn process_loop(
     instance: u64,
     mut processors: Stage<Box<dyn Processor>>,
     mut aggregators: Stage<Box<dyn Aggregator>>,
-    out_tx: mpsc::Sender<EventGroup>,
+    out_tx: mpsc::Sender<Box<EventGroup>>,
     interval: Duration,
     cx: PluginContext,
     ctl: Arc<FlushControl>,
@@ -580,7 +580,7 @@ async fn process_loop(
                 continue;
             }
         };
-        let (mut group, permit) = match queued {
+        let (mut group, permit) = match *queued {
             Queued::Stop(id) if id == instance => break,
             // A marker of an instance that stopped before it got the queue.
             Queued::Stop(_) => continue,
@@ -705,10 +705,15 @@ async fn flush_aggregators(
     }
 }
 
-async fn send_all(out: &mut Vec<EventGroup>, tx: &mpsc::Sender<EventGroup>, cx: &PluginContext) {
+/// Groups travel boxed: the channel allocates its slots 32 at a time, per config.
+async fn send_all(
+    out: &mut Vec<EventGroup>,
+    tx: &mpsc::Sender<Box<EventGroup>>,
+    cx: &PluginContext,
+) {
     for g in out.drain(..) {
         let n = g.len();
-        if tx.send(g).await.is_err() {
+        if tx.send(Box::new(g)).await.is_err() {
             let s = stats::plugin_stats(&cx.config_name, "pipeline");
             drop_alarm(cx, &s, "pipeline", n, "the flush stage is gone");
         }
@@ -716,7 +721,7 @@ async fn send_all(out: &mut Vec<EventGroup>, tx: &mpsc::Sender<EventGroup>, cx: 
 }
 
 async fn flush_loop(
-    mut rx: mpsc::Receiver<EventGroup>,
+    mut rx: mpsc::Receiver<Box<EventGroup>>,
     mut flushers: Stage<Box<dyn Flusher>>,
     ctl: Arc<FlushControl>,
     cx: PluginContext,
@@ -724,7 +729,8 @@ async fn flush_loop(
     cap: usize,
 ) -> Stage<Box<dyn Flusher>> {
     let inline = flushers.iter().all(|s| !s.plugin.may_block());
-    while let Some(mut group) = rx.recv().await {
+    while let Some(boxed) = rx.recv().await {
+        let mut group = *boxed;
         // Back-pressure: the outbox holds at most `cap` groups while running.
         ctl.outbox().wait_room(cap, &ctl).await;
         if flushers
