@@ -205,8 +205,66 @@ impl SourceKey {
 /// Sets every `(key, value)` of `fields` on `e` (replacing existing keys in place).
 pub(crate) fn set_all(e: &mut LogEvent, fields: &mut Vec<(Bytes, Bytes)>) {
     e.contents.reserve(fields.len());
+    if e.contents.len() + fields.len() <= INDEXED_ABOVE {
+        for (k, v) in fields.drain(..) {
+            e.set(k, v);
+        }
+        return;
+    }
+    // Many fields (a JSON object with thousands of keys): setting each with a linear search
+    // would take quadratic time, so index the keys once.
+    e.touch();
+    let mut at: std::collections::HashMap<Bytes, usize> = e
+        .contents
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.clone(), i))
+        .collect();
     for (k, v) in fields.drain(..) {
-        e.set(k, v);
+        match at.get(&k) {
+            Some(&i) => e.contents[i].1 = v,
+            None => {
+                at.insert(k.clone(), e.contents.len());
+                e.contents.push((k, v));
+            }
+        }
+    }
+}
+
+/// Above this many contents and new fields, [`set_all`] indexes the keys.
+const INDEXED_ABOVE: usize = 64;
+
+#[cfg(test)]
+mod set_all_tests {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> (Bytes, Bytes) {
+        (Bytes::from(k.to_string()), Bytes::from(v.to_string()))
+    }
+
+    #[test]
+    fn indexed_and_linear_setting_agree() {
+        for n in [3, 200] {
+            let mut e = LogEvent::new(1);
+            e.contents = (0..n).map(|i| kv(&format!("k{i}"), "old")).collect();
+            let mut fields: Vec<_> = (0..n)
+                .step_by(2)
+                .map(|i| kv(&format!("k{i}"), "new"))
+                .chain((0..n).map(|i| kv(&format!("n{i}"), "added")))
+                .chain([kv("n0", "last wins")])
+                .collect();
+            set_all(&mut e, &mut fields);
+            assert!(fields.is_empty());
+            assert_eq!(e.contents.len(), 2 * n);
+            assert_eq!(e.get(b"k0").unwrap().as_ref(), b"new");
+            assert_eq!(e.get(b"k1").unwrap().as_ref(), b"old");
+            assert_eq!(e.get(b"n0").unwrap().as_ref(), b"last wins");
+            assert_eq!(
+                e.contents[n].0.as_ref(),
+                b"n0",
+                "new keys appended in order"
+            );
+        }
     }
 }
 
