@@ -607,6 +607,11 @@ impl Manager {
         }
         st.pack_ids.remove(name);
         st.volatile.remove(name);
+        // Counters go with the config (unless its other half, `/1` or `/2`, is still loaded).
+        let real = real_config_name(name);
+        if !st.configs.keys().any(|n| real_config_name(n) == real) {
+            stats::forget_config(real);
+        }
     }
 
     /// Takes over the undelivered data of a removed config: persisted at once (so a crash
