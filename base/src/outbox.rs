@@ -102,11 +102,22 @@ impl FlushControl {
 
     /// Resolves once [`FlushControl::parking`] holds.
     pub async fn until_parking(&self) {
+        self.until(Self::parking).await
+    }
+
+    /// Resolves once the instance starts stopping.
+    pub async fn until_stopping(&self) {
+        self.until(Self::stopping).await
+    }
+
+    /// Resolves once `done` holds: re-checked on every mode change and, when draining, at
+    /// the deadline.
+    async fn until(&self, done: fn(&Self) -> bool) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.parking() {
+            if done(self) {
                 return;
             }
             match (self.mode(), self.deadline()) {
@@ -118,19 +129,6 @@ impl FlushControl {
                 }
                 _ => changed.await,
             }
-        }
-    }
-
-    /// Resolves once the instance starts stopping.
-    pub async fn until_stopping(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.stopping() {
-                return;
-            }
-            changed.await;
         }
     }
 }

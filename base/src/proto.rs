@@ -382,28 +382,44 @@ pub fn decode_log_group_lazy(buf: &Bytes) -> Result<EventGroup, DecodeError> {
 }
 
 fn decode_group<const LAZY: bool>(buf: &Bytes) -> Result<EventGroup, DecodeError> {
+    let mut events = Vec::new();
+    let head = walk_group::<LAZY>(buf, |log| events.push(log))?;
+    Ok(EventGroup {
+        events,
+        tags: head.tags,
+        topic: head.topic,
+        ..EventGroup::default()
+    })
+}
+
+/// Checks every byte of a `LogGroup`, handing each decoded log to `on_log`; returns the rest.
+fn walk_group<const LAZY: bool>(
+    buf: &Bytes,
+    mut on_log: impl FnMut(LogEvent),
+) -> Result<GroupHead, DecodeError> {
     let mut r = Reader::new(buf, 0, buf.len());
-    let mut group = EventGroup::default();
+    let mut head = GroupHead::default();
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(w, WIRE_LEN)?;
                 let (s, e) = r.len_range()?;
-                group.events.push(decode_log_range::<LAZY>(buf, s, e)?);
+                on_log(decode_log_range::<LAZY>(buf, s, e)?);
+                head.logs += 1;
             }
             (3, w) => {
                 r.expect(w, WIRE_LEN)?;
-                group.topic = r.bytes()?;
+                head.topic = r.bytes()?;
             }
             (6, w) => {
                 r.expect(w, WIRE_LEN)?;
                 let (s, e) = r.len_range()?;
-                group.tags.push(decode_pair::<false>(buf, s, e)?.0);
+                head.tags.push(decode_pair::<false>(buf, s, e)?.0);
             }
             (_, w) => r.skip(w)?,
         }
     }
-    Ok(group)
+    Ok(head)
 }
 
 /// What [`check_log_group`] keeps of a `LogGroup`: everything but its logs.
@@ -424,29 +440,7 @@ pub struct GroupHead {
 /// # Errors
 /// The same as [`decode_log_group`].
 pub fn check_log_group(buf: &Bytes) -> Result<GroupHead, DecodeError> {
-    let mut r = Reader::new(buf, 0, buf.len());
-    let mut head = GroupHead::default();
-    while !r.done() {
-        match r.key()? {
-            (1, w) => {
-                r.expect(w, WIRE_LEN)?;
-                let (s, e) = r.len_range()?;
-                decode_log_range::<true>(buf, s, e)?;
-                head.logs += 1;
-            }
-            (3, w) => {
-                r.expect(w, WIRE_LEN)?;
-                head.topic = r.bytes()?;
-            }
-            (6, w) => {
-                r.expect(w, WIRE_LEN)?;
-                let (s, e) = r.len_range()?;
-                head.tags.push(decode_pair::<false>(buf, s, e)?.0);
-            }
-            (_, w) => r.skip(w)?,
-        }
-    }
-    Ok(head)
+    walk_group::<true>(buf, drop)
 }
 
 /// The logs of a `LogGroup` that [`check_log_group`] accepted, at most `max` at a time, decoded

@@ -1,7 +1,7 @@
 //! Pack-id tracking: the base tags each group with `__pack_id__` = `<prefix>-<hex seq>`, the
 //! sequence rising by one per prefix. A receiver can then count duplicates and gaps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// Splits `PREFIX-HEXSEQ` at the last `-`. `None` when malformed.
 pub fn parse_pack_id(id: &str) -> Option<(&str, u64)> {
@@ -12,12 +12,49 @@ pub fn parse_pack_id(id: &str) -> Option<(&str, u64)> {
     Some((prefix, u64::from_str_radix(seq, 16).ok()?))
 }
 
+/// The sequences seen under one prefix, as disjoint ranges (`start → end`, inclusive), so
+/// memory grows with the gaps and reorderings, not with the number of groups.
 #[derive(Default)]
 struct PrefixSeqs {
-    seen: HashSet<u64>,
+    ranges: BTreeMap<u64, u64>,
+    count: u64,
     duplicates: u64,
     min: u64,
     max: u64,
+}
+
+impl PrefixSeqs {
+    /// Adds `seq`; false when it was seen before.
+    fn insert(&mut self, seq: u64) -> bool {
+        let before = self.ranges.range(..=seq).next_back().map(|(s, e)| (*s, *e));
+        if let Some((_, end)) = before {
+            if seq <= end {
+                return false;
+            }
+        }
+        let joins_before = before.filter(|(_, end)| end.checked_add(1) == Some(seq));
+        let after = seq
+            .checked_add(1)
+            .and_then(|next| self.ranges.get(&next).map(|end| (next, *end)));
+        match (joins_before, after) {
+            (Some((start, _)), Some((next, end))) => {
+                self.ranges.remove(&next);
+                self.ranges.insert(start, end);
+            }
+            (Some((start, _)), None) => {
+                self.ranges.insert(start, seq);
+            }
+            (None, Some((next, end))) => {
+                self.ranges.remove(&next);
+                self.ranges.insert(seq, end);
+            }
+            (None, None) => {
+                self.ranges.insert(seq, seq);
+            }
+        }
+        self.count += 1;
+        true
+    }
 }
 
 /// Sequences seen per prefix.
@@ -52,7 +89,7 @@ impl PackTracker {
             );
         }
         let p = self.prefixes.get_mut(prefix).expect("inserted above");
-        if !p.seen.insert(seq) {
+        if !p.insert(seq) {
             p.duplicates += 1;
         }
         p.min = p.min.min(seq);
@@ -68,7 +105,7 @@ impl PackTracker {
     pub fn gaps(&self) -> u64 {
         self.prefixes
             .values()
-            .map(|p| (p.max - p.min + 1).saturating_sub(p.seen.len() as u64))
+            .map(|p| (p.max - p.min + 1).saturating_sub(p.count))
             .sum()
     }
 
@@ -105,6 +142,22 @@ mod tests {
         assert_eq!(t.gaps(), 2); // P-3, P-4
         assert_eq!(t.prefixes(), 2);
         assert_eq!((t.missing, t.malformed), (1, 1));
+    }
+
+    #[test]
+    fn ranges_merge_and_stay_few() {
+        let mut t = PackTracker::default();
+        for i in (1..=10_000u64).rev() {
+            t.record(Some(&format!("R-{i:X}")));
+        }
+        t.record(Some("R-5"));
+        assert_eq!((t.duplicates(), t.gaps()), (1, 0));
+        assert_eq!(t.prefixes["R"].ranges.len(), 1);
+        for id in ["S-1", "S-3", "S-5", "S-2", "S-4"] {
+            t.record(Some(id));
+        }
+        assert_eq!(t.prefixes["S"].ranges.len(), 1);
+        assert_eq!((t.duplicates(), t.gaps()), (1, 0));
     }
 
     #[test]

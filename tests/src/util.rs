@@ -23,6 +23,20 @@ pub fn lib_dir() -> PathBuf {
     }
 }
 
+/// The `host-harness` binary built with the libraries in [`lib_dir`].
+///
+/// # Panics
+/// When it does not exist (the workspace was not built).
+pub fn harness_bin() -> PathBuf {
+    let p = lib_dir().join("host-harness");
+    assert!(
+        p.exists(),
+        "{} does not exist (build the workspace first)",
+        p.display()
+    );
+    p
+}
+
 /// A directory under `std::env::temp_dir()`, removed on drop.
 #[derive(Debug)]
 pub struct TempDir {

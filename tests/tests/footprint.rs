@@ -7,20 +7,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e_tests::util::{lib_dir, run_with_timeout, RunOutput};
+use e2e_tests::util::{harness_bin, lib_dir, run_with_timeout, RunOutput};
 use serde_json::Value;
 
 /// Threads a stage may add over "after init" (a handful of shared helpers, not one per config).
 const MAX_ADDED_THREADS: i64 = 8;
 
 fn harness() -> PathBuf {
-    let p = lib_dir().join("host-harness");
-    assert!(
-        p.exists(),
-        "{} does not exist (build the workspace first)",
-        p.display()
-    );
-    p
+    harness_bin()
 }
 
 /// Runs `host-harness footprint ARGS --json` and returns the JSON object it printed.

@@ -5,20 +5,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e_tests::util::{lib_dir, run_with_timeout, RunOutput};
+use e2e_tests::util::{harness_bin, lib_dir, run_with_timeout, RunOutput};
 use e2e_tests::{pipeline, service_mock, TempDir};
 use serde_json::{json, Value};
 
 const N: u64 = 3000;
 
 fn harness() -> PathBuf {
-    let p = lib_dir().join("host-harness");
-    assert!(
-        p.exists(),
-        "{} does not exist (build the workspace first)",
-        p.display()
-    );
-    p
+    harness_bin()
 }
 
 fn harness_cmd() -> Command {

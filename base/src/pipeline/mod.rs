@@ -209,7 +209,6 @@ impl Pipeline {
     /// inputs, no re-feeding of the backlog, no delivery: the outbox is persisted or handed
     /// elsewhere by the caller).
     fn start_stages(&mut self, rt: &Handle, full: bool) {
-        let deliver = full;
         if self.running.is_some() {
             return;
         }
@@ -228,7 +227,7 @@ impl Pipeline {
             self.stats.clone(),
             cap,
         ));
-        if deliver {
+        if full {
             rt.spawn(crate::outbox::deliver(
                 self.lane.outbox.clone(),
                 self.ctl.clone(),
@@ -280,7 +279,7 @@ impl Pipeline {
             process,
             flush,
             mode: FlushMode::Run,
-            delivering: deliver,
+            delivering: full,
         });
     }
 
