@@ -3,16 +3,17 @@
 //!
 //! Two threads serve ordinary calls (a SendPb that answers at once costs microseconds, so a
 //! burst from a thousand configs just queues). When a call has waited [`GROW_AFTER`] without
-//! starting while every thread is busy — the host is blocking inside SendPb for some config —
-//! one more thread is started, up to [`MAX_THREADS`]: a config blocked in the host ties up
-//! one thread, and the others keep being served. Threads beyond the first two end after
-//! [`KEEP_ALIVE`] without work.
+//! starting while every thread is busy and none has finished a call for as long — the host is
+//! blocking inside SendPb for some configs — one more thread is started (at most one per
+//! [`GROW_AFTER`]), up to [`MAX_THREADS`]: a config blocked in the host ties up one thread,
+//! and the others keep being served. Threads beyond the first two end after [`KEEP_ALIVE`]
+//! without work.
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use once_cell::sync::Lazy;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Threads kept even when idle.
 const CORE_THREADS: usize = 2;
@@ -31,6 +32,30 @@ struct Pool {
     rx: Receiver<Job>,
     threads: AtomicUsize,
     idle: AtomicUsize,
+    /// When a call last finished, and when the pool last grew (ms after `epoch`).
+    progress_ms: AtomicU64,
+    grew_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Pool {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether the threads are stuck (none idle, none finished a call lately) and this caller
+    /// may add one: the pool did not grow lately, and no other caller claimed it first.
+    fn claim_growth(&self) -> bool {
+        let (now, lately) = (self.now_ms(), GROW_AFTER.as_millis() as u64);
+        let grew = self.grew_ms.load(Ordering::SeqCst);
+        self.idle.load(Ordering::SeqCst) == 0
+            && now.saturating_sub(self.progress_ms.load(Ordering::SeqCst)) >= lately
+            && now.saturating_sub(grew) >= lately
+            && self
+                .grew_ms
+                .compare_exchange(grew, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
 }
 
 static POOL: Lazy<Arc<Pool>> = Lazy::new(|| {
@@ -40,6 +65,9 @@ static POOL: Lazy<Arc<Pool>> = Lazy::new(|| {
         rx,
         threads: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
+        progress_ms: AtomicU64::new(0),
+        grew_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
     })
 });
 
@@ -58,7 +86,10 @@ fn spawn_thread(pool: &Arc<Pool>) {
             let job = p.rx.recv_timeout(KEEP_ALIVE);
             p.idle.fetch_sub(1, Ordering::SeqCst);
             match job {
-                Ok(job) => job(),
+                Ok(job) => {
+                    job();
+                    p.progress_ms.store(p.now_ms(), Ordering::SeqCst);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     let mut n = p.threads.load(Ordering::SeqCst);
                     // Only threads beyond the core ones end, one at a time.
@@ -108,8 +139,8 @@ pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> O
         tokio::select! {
             r = &mut rx => return r.ok().flatten(),
             _ = tokio::time::sleep(GROW_AFTER) => {
-                // Still waiting to start with every thread busy: some call is stuck.
-                if !started.load(Ordering::SeqCst) && pool.idle.load(Ordering::SeqCst) == 0 {
+                // Still waiting to start, and every thread is stuck in a call.
+                if !started.load(Ordering::SeqCst) && pool.claim_growth() {
                     spawn_thread(&pool);
                 }
             }
