@@ -20,7 +20,9 @@ fn ok_or_one(c: Code) -> GoInt {
 }
 
 /// Initialises the plugin system (once; later calls return 0): opens the checkpoint store
-/// (`./go_plugin_checkpoint`) and finds the adaptor. Returns 1 when it cannot start.
+/// (`./go_plugin_checkpoint`) and finds the adaptor. A damaged store is repaired or moved
+/// aside (with an alarm); returns 1 only when the directory cannot be created or another
+/// process holds the store.
 #[no_mangle]
 pub extern "C" fn InitPluginBase() -> GoInt {
     guard("InitPluginBase", 1, || ok_or_one(manager::get().init(None)))
@@ -55,8 +57,9 @@ pub extern "C" fn LoadGlobalConfig(jsonStr: GoString) -> GoInt {
 
 /// Loads (or, with an empty `jsonStr`, removes; or, with a loaded name, replaces) a pipeline
 /// config. Accepted only while the plugin system is held (before the first `Resume` or after
-/// `HoldOn`). Returns 0 on success, 1 on any error (each problem is logged naming the config,
-/// the plugin and the field).
+/// `HoldOn`). A name ending in `/1` or `/2` (iLogtail 2.x) sends, alarms and counts under the
+/// name without it. Returns 0 on success, 1 on any error (each problem is logged naming the
+/// config, the plugin and the field; an empty name or one with a NUL byte is an error).
 #[no_mangle]
 pub extern "C" fn LoadConfig(
     project: GoString,
@@ -102,8 +105,10 @@ pub extern "C" fn UnloadConfig(
 }
 
 /// Stops every running config within a bounded time. `exitFlag == 0`: undelivered data is
-/// parked and handed to the config's next instance. `exitFlag != 0`: the process is exiting;
-/// data is delivered until `HoldOnTimeoutMs` (default 5 s) and checkpoints are flushed.
+/// kept and handed to the config's next instance (returns in milliseconds, whatever the host
+/// does). `exitFlag != 0`: the process is exiting; data is delivered until `HoldOnTimeoutMs`
+/// (default 5 s), then what is left is persisted for the next start and checkpoints are
+/// flushed: returns within `HoldOnTimeoutMs` + 1 s, even with SendPb or the disk blocked.
 #[no_mangle]
 pub extern "C" fn HoldOn(exitFlag: GoInt) {
     guard("HoldOn", (), || manager::get().hold_on(exitFlag != 0))
@@ -240,7 +245,9 @@ fn raw_group(raw: Bytes, topic: Bytes, tags: Bytes) -> EventGroup {
 }
 
 /// Pushes one raw line (as field `content`) into the config's processors. Blocks while the
-/// pipeline is full (at most `ProcessTimeoutMs`). Returns 0, or a non-zero error code.
+/// pipeline is full (at most `ProcessTimeoutMs`), then keeps the data on disk; data for a
+/// held config is queued for its next run. Returns 0 when the data was taken, or a non-zero
+/// error code.
 #[no_mangle]
 pub extern "C" fn ProcessRawLog(
     configName: GoString,
