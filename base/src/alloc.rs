@@ -21,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The constants are the positions in mimalloc 3's `mi_option_t` (the -sys crate has none).
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const PURGE_DELAY_MS: std::ffi::c_long = 50;
+const PURGE_DELAY_MS: std::ffi::c_long = 250;
 
 extern "C" fn configure() {
     if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {

@@ -147,7 +147,13 @@ struct Inner {
     exited: bool,
     /// Set when the config was removed: payloads go to the removed-configs outbox.
     redirect: Option<Arc<Outbox>>,
+    /// Buffers of delivered payloads, reused for the next ones (see [`Outbox::buffer`]).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Delivered payloads' buffers kept for reuse, and the largest kept.
+const SPARE_BUFFERS: usize = 2;
+const SPARE_MAX_BYTES: usize = 8 << 20;
 
 /// The ordered queue of serialized log groups of one config name (see the module docs).
 pub struct Outbox {
@@ -262,6 +268,14 @@ impl Outbox {
         }
     }
 
+    /// An empty buffer to serialize the next payload into: a delivered payload's, when there
+    /// is one. Serializing into a warm buffer instead of a fresh allocation each time avoids
+    /// the page faults of large allocations freed on another thread (three times as many
+    /// faults, and ~10 % of the CPU of the regex-filter-add bench, before).
+    pub fn buffer(&self) -> Vec<u8> {
+        self.lock().spare.pop().unwrap_or_default()
+    }
+
     /// Takes every queued payload, in order (a removed config's data).
     pub fn take_all(&self) -> Vec<Payload> {
         let taken: Vec<Payload> = self.lock().queue.drain(..).collect();
@@ -343,13 +357,20 @@ impl Outbox {
         let mut i = self.lock();
         let Some(f) = i.in_flight.take() else { return };
         if accepted {
-            let key = f.payload.spill_key.clone();
+            let InFlight { payload, acks } = f;
+            let key = payload.spill_key.clone();
+            if let Ok(mut p) = Arc::try_unwrap(payload) {
+                if i.spare.len() < SPARE_BUFFERS && p.data.capacity() <= SPARE_MAX_BYTES {
+                    p.data.clear();
+                    i.spare.push(std::mem::take(&mut p.data));
+                }
+            }
             drop(i);
             if let (Some(s), Some(k)) = (&self.store, key) {
                 s.unspill(&k);
             }
             // Dropping the acknowledgements commits the inputs' positions.
-            drop(f);
+            drop(acks);
             self.changed.notify_waiters();
             return;
         }

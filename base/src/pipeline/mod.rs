@@ -94,6 +94,11 @@ pub struct Pipeline {
     idle_inputs: Vec<InputSlot>,
 }
 
+/// Serialized groups that may wait in the outbox (besides the one inside SendPb) before the
+/// flush stage waits: enough to keep the host busy, few enough that groups wait decoded in
+/// the queue before it (where a stop still sees them as events) rather than as payloads.
+const OUTBOX_ROOM: usize = 1;
+
 /// Time after the deadline for stages to hand back their plugins.
 const JOIN_GRACE: Duration = Duration::from_millis(200);
 
@@ -225,7 +230,6 @@ impl Pipeline {
             self.ctl.clone(),
             self.cx.clone(),
             self.stats.clone(),
-            cap,
         ));
         if full {
             rt.spawn(crate::outbox::deliver(
@@ -725,13 +729,12 @@ async fn flush_loop(
     ctl: Arc<FlushControl>,
     cx: PluginContext,
     pipeline_stats: Arc<PluginStats>,
-    cap: usize,
 ) -> Stage<Box<dyn Flusher>> {
     let inline = flushers.iter().all(|s| !s.plugin.may_block());
     while let Some(boxed) = rx.recv().await {
         let mut group = *boxed;
-        // Back-pressure: the outbox holds at most `cap` groups while running.
-        ctl.outbox().wait_room(cap, &ctl).await;
+        // Back-pressure: while running, the outbox holds at most OUTBOX_ROOM waiting groups.
+        ctl.outbox().wait_room(OUTBOX_ROOM, &ctl).await;
         if flushers
             .iter()
             .any(|s| s.spec.matcher.is_some() || !s.plugin.reads_encoded())

@@ -66,7 +66,7 @@ impl Flusher for SlsFlusher {
         let shard_hash = group
             .tag(SHARD_HASH_TAG)
             .map(|h| String::from_utf8_lossy(h).into_owned());
-        let mut data = Vec::new();
+        let mut data = ctl.outbox().buffer();
         let header = GroupHeader {
             category: &self.logstore,
             source: &self.source,
