@@ -147,13 +147,17 @@ struct Inner {
     exited: bool,
     /// Set when the config was removed: payloads go to the removed-configs outbox.
     redirect: Option<Arc<Outbox>>,
-    /// Buffers of delivered payloads, reused for the next ones (see [`Outbox::buffer`]).
-    spare: Vec<Vec<u8>>,
 }
 
-/// Delivered payloads' buffers kept for reuse, and the largest kept.
-const SPARE_BUFFERS: usize = 2;
-const SPARE_MAX_BYTES: usize = 8 << 20;
+/// Buffers of delivered payloads kept for reuse by any config (see [`Outbox::buffer`]): at
+/// most this many, of at most this size, so they stay a few MiB in all however many configs.
+const SPARE_BUFFERS: usize = 8;
+const SPARE_MAX_BYTES: usize = 1 << 20;
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn spare() -> MutexGuard<'static, Vec<Vec<u8>>> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The ordered queue of serialized log groups of one config name (see the module docs).
 pub struct Outbox {
@@ -273,7 +277,8 @@ impl Outbox {
     /// the page faults of large allocations freed on another thread (three times as many
     /// faults, and ~10 % of the CPU of the regex-filter-add bench, before).
     pub fn buffer(&self) -> Vec<u8> {
-        self.lock().spare.pop().unwrap_or_default()
+        // Shared by every outbox (`&self` keeps the call where a flusher expects it).
+        spare().pop().unwrap_or_default()
     }
 
     /// Takes every queued payload, in order (a removed config's data).
@@ -359,13 +364,14 @@ impl Outbox {
         if accepted {
             let InFlight { payload, acks } = f;
             let key = payload.spill_key.clone();
+            drop(i);
             if let Ok(mut p) = Arc::try_unwrap(payload) {
-                if i.spare.len() < SPARE_BUFFERS && p.data.capacity() <= SPARE_MAX_BYTES {
+                let mut kept = spare();
+                if kept.len() < SPARE_BUFFERS && p.data.capacity() <= SPARE_MAX_BYTES {
                     p.data.clear();
-                    i.spare.push(std::mem::take(&mut p.data));
+                    kept.push(std::mem::take(&mut p.data));
                 }
             }
-            drop(i);
             if let (Some(s), Some(k)) = (&self.store, key) {
                 s.unspill(&k);
             }
