@@ -246,18 +246,6 @@ pub fn take_alarms() -> (Vec<Alarm>, u64) {
     (alarms, std::mem::take(&mut r.overflow))
 }
 
-/// One plugin's counters: (config, plugin, [(counter, value)]).
-pub type PluginSnapshot = (String, String, Vec<(&'static str, u64)>);
-
-/// Snapshot of every plugin's counters.
-pub fn snapshot() -> Vec<PluginSnapshot> {
-    registry()
-        .plugins
-        .iter()
-        .map(|((c, p), s)| (c.clone(), p.clone(), s.snapshot().to_vec()))
-        .collect()
-}
-
 /// Config name of alarm groups sent to the host.
 pub const ALARM_CONFIG: &str = "logtail_alarm";
 /// Config name of statistics groups sent to the host.

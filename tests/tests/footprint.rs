@@ -88,10 +88,18 @@ fn mock_configs_deliver_without_a_thread_each() {
     assert_eq!(int(&v, "bad_groups"), 0, "{v}");
     assert!(int(&v, "rss_after_init_kib") > 0, "{v}");
     assert!(int(&v, "sample_count") >= 2, "{v}");
-    let added = int(&v, "threads_added_after_load");
+    few_threads_added(
+        &v,
+        "loading 200 configs",
+        int(&v, "threads_added_after_load"),
+    );
+}
+
+/// Fails when `added` (threads over the count after init) is more than a few.
+fn few_threads_added(v: &Value, what: &str, added: i64) {
     assert!(
         added <= MAX_ADDED_THREADS,
-        "loading 200 configs added {added} threads: {v}"
+        "{what} added {added} threads: {v}"
     );
 }
 
@@ -111,21 +119,10 @@ fn running_configs_add_no_more_than_a_few_threads() {
         "2",
     ]);
     print_figures("mock (running)", &v);
-    let added = int(&v, "threads_added_after_warmup");
-    assert!(
-        added <= MAX_ADDED_THREADS,
-        "warm-up added {added} threads: {v}"
-    );
-    let max = int(&v, "threads_max") - int(&v, "threads_after_init");
-    assert!(
-        max <= MAX_ADDED_THREADS,
-        "{max} threads more than after init while sampling: {v}"
-    );
-    let after = int(&v, "threads_after_holdon") - int(&v, "threads_after_init");
-    assert!(
-        after <= MAX_ADDED_THREADS,
-        "{after} threads more than after init after HoldOn(1): {v}"
-    );
+    let init = int(&v, "threads_after_init");
+    few_threads_added(&v, "warm-up", int(&v, "threads_added_after_warmup"));
+    few_threads_added(&v, "sampling", int(&v, "threads_max") - init);
+    few_threads_added(&v, "HoldOn(1)", int(&v, "threads_after_holdon") - init);
 }
 
 #[test]
@@ -153,10 +150,10 @@ fn host_fed_configs_deliver_what_the_host_pushes() {
         int(&v, "logs_pushed"),
         "pushed logs not all delivered: {v}"
     );
-    let added = int(&v, "threads_added_after_load");
-    assert!(
-        added <= MAX_ADDED_THREADS,
-        "loading 50 configs added {added} threads: {v}"
+    few_threads_added(
+        &v,
+        "loading 50 configs",
+        int(&v, "threads_added_after_load"),
     );
 }
 
@@ -178,7 +175,6 @@ fn idle_host_fed_configs_start_no_threads() {
     assert_eq!(int(&v, "logs_pushed"), 0, "{v}");
     assert_eq!(int(&v, "logs_delivered"), 0, "{v}");
     for key in ["threads_added_after_load", "threads_added_after_warmup"] {
-        let added = int(&v, key);
-        assert!(added <= MAX_ADDED_THREADS, "{key} = {added}: {v}");
+        few_threads_added(&v, key, int(&v, key));
     }
 }
