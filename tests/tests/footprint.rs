@@ -13,6 +13,18 @@ use serde_json::Value;
 /// Threads a stage may add over "after init" (a handful of shared helpers, not one per config).
 const MAX_ADDED_THREADS: i64 = 8;
 
+/// The mock run both mock tests measure: 200 configs at 1 log/s, 4 s with a 2 s warm-up.
+const MOCK_200: &[&str] = &[
+    "--configs",
+    "200",
+    "--rate",
+    "1",
+    "--duration",
+    "4",
+    "--warmup",
+    "2",
+];
+
 fn harness() -> PathBuf {
     harness_bin()
 }
@@ -70,16 +82,7 @@ fn print_figures(what: &str, v: &Value) {
 
 #[test]
 fn mock_configs_deliver_without_a_thread_each() {
-    let v = footprint(&[
-        "--configs",
-        "200",
-        "--rate",
-        "1",
-        "--duration",
-        "4",
-        "--warmup",
-        "2",
-    ]);
+    let v = footprint(MOCK_200);
     print_figures("mock", &v);
     assert_eq!(v["input"], "mock", "{v}");
     assert_eq!(int(&v, "configs"), 200, "{v}");
@@ -108,16 +111,7 @@ fn few_threads_added(v: &Value, what: &str, added: i64) {
 /// send in flight at the same moment).
 #[test]
 fn running_configs_add_no_more_than_a_few_threads() {
-    let v = footprint(&[
-        "--configs",
-        "200",
-        "--rate",
-        "1",
-        "--duration",
-        "4",
-        "--warmup",
-        "2",
-    ]);
+    let v = footprint(MOCK_200);
     print_figures("mock (running)", &v);
     let init = int(&v, "threads_after_init");
     few_threads_added(&v, "warm-up", int(&v, "threads_added_after_warmup"));
