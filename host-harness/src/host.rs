@@ -372,10 +372,10 @@ pub fn bench_stats() -> BenchStats {
 /// The callbacks to register with the adaptor.
 pub fn callbacks() -> HostCallbacks {
     HostCallbacks {
-        is_valid_to_send,
-        send_pb,
-        send_pb_v2,
-        ctl_cmd,
+        is_valid_to_send: Some(is_valid_to_send),
+        send_pb: Some(send_pb),
+        send_pb_v2: Some(send_pb_v2),
+        ctl_cmd: Some(ctl_cmd),
     }
 }
 

@@ -5,9 +5,8 @@
 //! to `RegisterLogtailCallBack`) → `dlopen(base, RTLD_LAZY | RTLD_LOCAL)`. The libraries are never
 //! closed: base threads may still run when the process exits.
 
-use std::ffi::{c_char, c_int, c_longlong, c_void, CStr};
+use std::ffi::{c_char, CStr};
 use std::fmt;
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 
@@ -18,88 +17,28 @@ pub const ADAPTOR_FILE: &str = "libPluginAdapter.so";
 /// File name of the base library.
 pub const BASE_FILE: &str = "libPluginBase.so";
 
-/// Go's `GoString`: pointer + length, not NUL-terminated, borrowed for the call only.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct GoString<'a> {
-    p: *const c_char,
-    n: i64,
-    _borrow: PhantomData<&'a [u8]>,
-}
-
-impl<'a> GoString<'a> {
-    /// Borrows `s` for the duration of a call.
-    pub fn new(s: &'a str) -> Self {
-        GoString {
-            p: s.as_ptr().cast(),
-            n: s.len() as i64,
-            _borrow: PhantomData,
-        }
-    }
-}
-
-/// Go's `GoSlice` of bytes, borrowed for the call only (`cap == len`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct GoSlice<'a> {
-    data: *mut c_void,
-    len: i64,
-    cap: i64,
-    _borrow: PhantomData<&'a [u8]>,
-}
-
-impl<'a> GoSlice<'a> {
-    /// Borrows `b` for the duration of a call. The callee must not write through it.
-    pub fn new(b: &'a [u8]) -> Self {
-        GoSlice {
-            data: b.as_ptr() as *mut c_void,
-            len: b.len() as i64,
-            cap: b.len() as i64,
-            _borrow: PhantomData,
-        }
-    }
-}
-
-/// `int IsValidToSend(long long logstoreKey)`.
-pub type IsValidToSendFn = extern "C" fn(c_longlong) -> c_int;
-/// `int SendPb(configName, size, logstore, size, pbBuffer, pbSize, lines)`.
-pub type SendPbFn =
-    extern "C" fn(*const c_char, c_int, *const c_char, c_int, *mut c_char, c_int, c_int) -> c_int;
-/// `int SendPbV2(<SendPb args>, shardHash, shardHashSize)`.
-pub type SendPbV2Fn = extern "C" fn(
-    *const c_char,
-    c_int,
-    *const c_char,
-    c_int,
-    *mut c_char,
-    c_int,
-    c_int,
-    *const c_char,
-    c_int,
-) -> c_int;
-/// `int PluginCtlCmd(configName, size, optId, params, paramsLen)`.
-pub type CtlCmdFn = extern "C" fn(*const c_char, c_int, c_int, *const c_char, c_int) -> c_int;
+pub use wire::callbacks::{
+    IsValidToSendFun, PluginCtlCmdFun, RegisterV1Fn, RegisterV2Fn, SendPbFun, SendPbV2Fun,
+    VersionFn,
+};
+pub use wire::go::{GoSlice, GoString};
 
 /// The host's callbacks handed to the adaptor.
 #[derive(Clone, Copy)]
 pub struct HostCallbacks {
-    pub is_valid_to_send: IsValidToSendFn,
-    pub send_pb: SendPbFn,
-    pub send_pb_v2: SendPbV2Fn,
-    pub ctl_cmd: CtlCmdFn,
+    pub is_valid_to_send: IsValidToSendFun,
+    pub send_pb: SendPbFun,
+    pub send_pb_v2: SendPbV2Fun,
+    pub ctl_cmd: PluginCtlCmdFun,
 }
 
-type RegisterV2Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, SendPbV2Fn, CtlCmdFn);
-type RegisterV1Fn = unsafe extern "C" fn(IsValidToSendFn, SendPbFn, CtlCmdFn);
-type VersionFn = unsafe extern "C" fn() -> c_int;
-type InitV2Fn = unsafe extern "C" fn(GoString<'_>) -> i64;
-type LoadGlobalConfigFn = unsafe extern "C" fn(GoString<'_>) -> i64;
-type LoadConfigFn =
-    unsafe extern "C" fn(GoString<'_>, GoString<'_>, GoString<'_>, i64, GoString<'_>) -> i64;
+type InitV2Fn = unsafe extern "C" fn(GoString) -> i64;
+type LoadGlobalConfigFn = unsafe extern "C" fn(GoString) -> i64;
+type LoadConfigFn = unsafe extern "C" fn(GoString, GoString, GoString, i64, GoString) -> i64;
 type HoldOnFn = unsafe extern "C" fn(i64);
 type ResumeFn = unsafe extern "C" fn();
-type ProcessLogGroupFn = unsafe extern "C" fn(GoString<'_>, GoSlice<'_>, GoString<'_>) -> i64;
-type CheckConfigFn = unsafe extern "C" fn(GoString<'_>, GoString<'_>) -> *mut c_char;
+type ProcessLogGroupFn = unsafe extern "C" fn(GoString, GoSlice, GoString) -> i64;
+type CheckConfigFn = unsafe extern "C" fn(GoString, GoString) -> *mut c_char;
 
 /// Why the libraries could not be used (exit code 2).
 #[derive(Debug)]
@@ -389,8 +328,8 @@ mod tests {
 
     #[test]
     fn go_types_have_go_layout() {
-        assert_eq!(std::mem::size_of::<GoString<'_>>(), 16);
-        assert_eq!(std::mem::size_of::<GoSlice<'_>>(), 24);
+        assert_eq!(std::mem::size_of::<GoString>(), 16);
+        assert_eq!(std::mem::size_of::<GoSlice>(), 24);
         let s = GoString::new("abc");
         assert_eq!(s.n, 3);
         let b = GoSlice::new(b"hello");

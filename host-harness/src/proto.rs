@@ -1,72 +1,10 @@
-//! `sls_logs.proto` (proto2) as prost derive structs, a cheap log counter, and the JSON line
+//! A cheap log counter over `sls_logs` groups (messages from `wire::sls`), and the JSON line
 //! `run` prints for each received group.
 
 use std::fmt::Write as _;
 
-/// `message Content { required string Key = 1; required string Value = 2; }`
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Content {
-    #[prost(string, required, tag = "1")]
-    pub key: String,
-    #[prost(string, required, tag = "2")]
-    pub value: String,
-}
-
-/// `message Log { required uint32 Time = 1; repeated Content Contents = 2;
-/// repeated string Values = 3; optional fixed32 Time_ns = 4; }`
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Log {
-    #[prost(uint32, required, tag = "1")]
-    pub time: u32,
-    #[prost(message, repeated, tag = "2")]
-    pub contents: Vec<Content>,
-    #[prost(string, repeated, tag = "3")]
-    pub values: Vec<String>,
-    #[prost(fixed32, optional, tag = "4")]
-    pub time_ns: Option<u32>,
-}
-
-/// `message LogTag { required string Key = 1; required string Value = 2; }`
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LogTag {
-    #[prost(string, required, tag = "1")]
-    pub key: String,
-    #[prost(string, required, tag = "2")]
-    pub value: String,
-}
-
-/// `message LogGroup { repeated Log Logs = 1; optional string Category = 2; optional string
-/// Topic = 3; optional string Source = 4; optional string MachineUUID = 5;
-/// repeated LogTag LogTags = 6; }`
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LogGroup {
-    #[prost(message, repeated, tag = "1")]
-    pub logs: Vec<Log>,
-    #[prost(string, optional, tag = "2")]
-    pub category: Option<String>,
-    #[prost(string, optional, tag = "3")]
-    pub topic: Option<String>,
-    #[prost(string, optional, tag = "4")]
-    pub source: Option<String>,
-    #[prost(string, optional, tag = "5")]
-    pub machine_uuid: Option<String>,
-    #[prost(message, repeated, tag = "6")]
-    pub log_tags: Vec<LogTag>,
-}
-
-/// Name of the tag carrying the pack id.
-pub const PACK_ID_TAG: &str = "__pack_id__";
-
-impl LogGroup {
-    /// The value of the last `__pack_id__` tag.
-    pub fn pack_id(&self) -> Option<&str> {
-        self.log_tags
-            .iter()
-            .rev()
-            .find(|t| t.key == PACK_ID_TAG)
-            .map(|t| t.value.as_str())
-    }
-}
+#[allow(unused_imports)] // LogTag and PACK_ID_TAG: for tests and callers building groups
+pub use wire::sls::{Content, Log, LogGroup, LogTag, PACK_ID_TAG};
 
 fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;

@@ -1,15 +1,15 @@
-//! `PluginBase::config::parse` on arbitrary text: it must never panic, and a rejected config
+//! `engine::registry::parse_config` on arbitrary text: it must never panic, and a rejected config
 //! must come with at least one error naming the config.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use PluginBase::config;
+use engine::registry;
 
 fuzz_target!(|data: &[u8]| {
     // The ABI hands configs over as GoStrings; LoadConfig rejects invalid UTF-8 before parsing,
     // so lossy conversion explores the same parser with every input.
     let json = String::from_utf8_lossy(data);
-    match config::parse("fuzz", &json) {
+    match registry::parse_config("fuzz", &json) {
         Ok(cfg) => {
             assert_eq!(cfg.name, "fuzz");
             for spec in cfg

@@ -1,7 +1,7 @@
 //! Every registered processor, with several option sets each, over arbitrary log contents.
 //!
-//! The processors are built once, the way a pipeline builds them (`config::parse` of a config,
-//! then `plugins::build`). Each input becomes one group of events (several keys, among them the
+//! The processors are built once, the way a pipeline builds them (`registry::parse_config` of a config,
+//! then `registry::processor`). Each input becomes one group of events (several keys, among them the
 //! source keys the processors read; arbitrary bytes, invalid UTF-8 included; values that repeat
 //! a prefix and a suffix thousands of times, for deep nesting such as 5,000 `{"a":` or `[`).
 //! Every processor runs on its own copy of the group, then all of them in a chain on one copy;
@@ -17,12 +17,13 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use PluginBase::config;
-use PluginBase::context::PluginContext;
-use PluginBase::event::{EventGroup, LogEvent};
-use PluginBase::plugins::{self, Kind, Plugin, Processor};
-use PluginBase::proto::{encode_log_group, GroupHeader};
-use PluginBase::routing::{Matcher, Selection};
+use engine::api::PluginContext;
+use engine::config::Kind;
+use engine::registry;
+use engine::event::{EventGroup, LogEvent};
+use engine::api::Processor;
+use engine::proto::{encode_log_group, GroupHeader};
+use engine::routing::{Matcher, Selection};
 
 /// The stack of a tokio worker thread (where processors run in the pipeline).
 const WORKER_STACK: usize = 2 * 1024 * 1024;
@@ -144,14 +145,13 @@ struct Built {
 
 fn build_all() -> Vec<(&'static str, Box<dyn Processor>)> {
     let json = format!(r#"{{"processors": [{}]}}"#, PROCESSORS.join(","));
-    let cfg = config::parse("fuzz", &json).unwrap_or_else(|e| panic!("fuzz options: {e:?}"));
+    let cfg = registry::parse_config("fuzz", &json).unwrap_or_else(|e| panic!("fuzz options: {e:?}"));
     let cx = PluginContext::for_check("fuzz");
     PROCESSORS
         .iter()
         .zip(&cfg.processors)
-        .map(|(text, spec)| match plugins::build(spec, &cx) {
-            Ok(Plugin::Processor(p)) => (*text, p),
-            Ok(_) => panic!("{} is not a processor", spec.type_name),
+        .map(|(text, spec)| match registry::processor(spec, &cx) {
+            Ok(p) => (*text, p),
             Err(e) => panic!("{text}: {e:?}"),
         })
         .collect()
@@ -159,7 +159,7 @@ fn build_all() -> Vec<(&'static str, Box<dyn Processor>)> {
 
 fn built() -> Built {
     let processors = build_all();
-    for name in plugins::names(Kind::Processor) {
+    for name in registry::names(Kind::Processor) {
         assert!(
             processors
                 .iter()

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use PluginBase::event::{EventGroup, LogEvent};
-use PluginBase::proto::{
+use engine::event::{EventGroup, LogEvent};
+use engine::proto::{
     decode_log, decode_log_group, decode_log_group_lazy, encode_log_group, GroupHeader,
 };
 

@@ -1,4 +1,4 @@
-//! `PluginBase::event::parse_tags` (`k1~=~v1^^^k2~=~v2`) on arbitrary bytes.
+//! `engine::event::parse_tags` (`k1~=~v1^^^k2~=~v2`) on arbitrary bytes.
 //!
 //! Properties: never panics; every key and value is a slice of the input, in order and
 //! non-overlapping; the result equals a naive reference split; and re-joining the tags gives a
@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use PluginBase::event::parse_tags;
+use engine::event::parse_tags;
 
 const PAIR: &[u8] = b"^^^";
 const KV: &[u8] = b"~=~";

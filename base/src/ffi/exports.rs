@@ -4,15 +4,18 @@
 //! `UnloadConfig` and `InitPluginBase[V2]` return `1` on any error (as the ABI requires);
 //! the `Process*` calls return the non-zero code of [`Code`] that says what was wrong.
 
-use super::{containerMeta, guard, malloc_text, reject, GoInt, GoInt64, GoSlice, GoString};
-use crate::event::{now, parse_tags, EventGroup, LogEvent};
-use crate::manager::{self, Code};
-use crate::proto;
+use super::{
+    containerMeta, guard, malloc_text, reject, Code, GoArg, GoInt, GoInt64, GoSlice, GoString,
+};
+use crate::engine;
+use ::engine::event::{now, parse_tags, EventGroup, LogEvent};
+use ::engine::proto;
+use ::engine::{Engine, Tunables};
 use bytes::Bytes;
 use std::ffi::c_char;
 
-fn ok_or_one(c: Code) -> GoInt {
-    if c == Code::Ok {
+fn ok_or_one(c: impl Into<Code>) -> GoInt {
+    if c.into() == Code::Ok {
         0
     } else {
         1
@@ -25,7 +28,7 @@ fn ok_or_one(c: Code) -> GoInt {
 /// process holds the store.
 #[no_mangle]
 pub extern "C" fn InitPluginBase() -> GoInt {
-    guard("InitPluginBase", 1, || ok_or_one(manager::get().init(None)))
+    guard("InitPluginBase", || 1, || ok_or_one(crate::init(None)))
 }
 
 /// Initialises the plugin system with the host's JSON (`LogtailSysConfDir`, `HostIP`,
@@ -33,26 +36,48 @@ pub extern "C" fn InitPluginBase() -> GoInt {
 /// Returns 1 when the JSON is malformed or the checkpoint store cannot be opened.
 #[no_mangle]
 pub extern "C" fn InitPluginBaseV2(cfgJson: GoString) -> GoInt {
-    guard("InitPluginBaseV2", 1, || {
-        // SAFETY: the host passes a valid GoString for the duration of the call.
-        match unsafe { cfgJson.text() } {
-            Ok(j) => ok_or_one(manager::get().init(Some(j))),
-            Err(c) => ok_or_one(reject("InitPluginBaseV2", "cfgJson", c)),
-        }
-    })
+    guard(
+        "InitPluginBaseV2",
+        || 1,
+        || {
+            // SAFETY: the host passes a valid GoString for the duration of the call.
+            match unsafe { cfgJson.text() } {
+                Ok(j) => ok_or_one(crate::init(Some(j))),
+                Err(c) => ok_or_one(reject("InitPluginBaseV2", "cfgJson", c)),
+            }
+        },
+    )
 }
 
 /// Applies process-wide settings on its first call (`HoldOnTimeoutMs`, `ProcessTimeoutMs`,
 /// `HostIP`, `Hostname`). Returns 1 for malformed JSON, 0 otherwise.
 #[no_mangle]
 pub extern "C" fn LoadGlobalConfig(jsonStr: GoString) -> GoInt {
-    guard("LoadGlobalConfig", 1, || {
-        // SAFETY: as above.
-        match unsafe { jsonStr.text() } {
-            Ok(j) => ok_or_one(manager::get().load_global(j)),
-            Err(c) => ok_or_one(reject("LoadGlobalConfig", "jsonStr", c)),
+    guard(
+        "LoadGlobalConfig",
+        || 1,
+        || {
+            // SAFETY: as above.
+            match unsafe { jsonStr.text() } {
+                Ok(j) => ok_or_one(load_global(j)),
+                Err(c) => ok_or_one(reject("LoadGlobalConfig", "jsonStr", c)),
+            }
+        },
+    )
+}
+
+/// `LoadGlobalConfig`'s JSON: the engine's tunables (first call only; unknown keys ignored).
+fn load_global(json: &str) -> Code {
+    match serde_json::from_str::<Tunables>(json) {
+        Ok(t) => {
+            engine().set_tunables(t);
+            Code::Ok
         }
-    })
+        Err(e) => {
+            tracing::error!(error = %e, "LoadGlobalConfig: invalid JSON");
+            Code::Failed
+        }
+    }
 }
 
 /// Loads (or, with an empty `jsonStr`, removes; or, with a loaded name, replaces) a pipeline
@@ -68,23 +93,27 @@ pub extern "C" fn LoadConfig(
     logstoreKey: GoInt64,
     jsonStr: GoString,
 ) -> GoInt {
-    guard("LoadConfig", 1, || {
-        // SAFETY: the host passes valid GoStrings for the duration of the call.
-        let args = unsafe {
-            (|| {
-                Ok::<_, (&'static str, Code)>((
-                    project.text().map_err(|c| ("project", c))?,
-                    logstore.text().map_err(|c| ("logstore", c))?,
-                    configName.text().map_err(|c| ("configName", c))?,
-                    jsonStr.text().map_err(|c| ("jsonStr", c))?,
-                ))
-            })()
-        };
-        match args {
-            Ok((p, l, n, j)) => ok_or_one(manager::get().load_config(p, l, n, logstoreKey, j)),
-            Err((arg, c)) => ok_or_one(reject("LoadConfig", arg, c)),
-        }
-    })
+    guard(
+        "LoadConfig",
+        || 1,
+        || {
+            // SAFETY: the host passes valid GoStrings for the duration of the call.
+            let args = unsafe {
+                (|| {
+                    Ok::<_, (&'static str, Code)>((
+                        project.text().map_err(|c| ("project", c))?,
+                        logstore.text().map_err(|c| ("logstore", c))?,
+                        configName.text().map_err(|c| ("configName", c))?,
+                        jsonStr.text().map_err(|c| ("jsonStr", c))?,
+                    ))
+                })()
+            };
+            match args {
+                Ok((p, l, n, j)) => ok_or_one(engine().load_config(p, l, n, logstoreKey, j)),
+                Err((arg, c)) => ok_or_one(reject("LoadConfig", arg, c)),
+            }
+        },
+    )
 }
 
 /// Removes a config while held. Returns 0 on success, 1 otherwise.
@@ -94,14 +123,18 @@ pub extern "C" fn UnloadConfig(
     logstore: GoString,
     configName: GoString,
 ) -> GoInt {
-    guard("UnloadConfig", 1, || {
-        // SAFETY: as above.
-        let checked = unsafe { (project.text(), logstore.text(), configName.text()) };
-        match checked {
-            (Ok(_), Ok(_), Ok(n)) => ok_or_one(manager::get().unload_config(n)),
-            _ => ok_or_one(reject("UnloadConfig", "arguments", Code::InvalidArgument)),
-        }
-    })
+    guard(
+        "UnloadConfig",
+        || 1,
+        || {
+            // SAFETY: as above.
+            let checked = unsafe { (project.text(), logstore.text(), configName.text()) };
+            match checked {
+                (Ok(_), Ok(_), Ok(n)) => ok_or_one(engine().unload_config(n)),
+                _ => ok_or_one(reject("UnloadConfig", "arguments", Code::InvalidArgument)),
+            }
+        },
+    )
 }
 
 /// Stops every running config within a bounded time. `exitFlag == 0`: undelivered data is
@@ -111,15 +144,19 @@ pub extern "C" fn UnloadConfig(
 /// flushed: returns within `HoldOnTimeoutMs` + 1 s, even with SendPb or the disk blocked.
 #[no_mangle]
 pub extern "C" fn HoldOn(exitFlag: GoInt) {
-    guard("HoldOn", (), || manager::get().hold_on(exitFlag != 0))
+    guard("HoldOn", || (), || engine().hold_on(exitFlag != 0))
 }
 
 /// Starts every loaded config.
 #[no_mangle]
 pub extern "C" fn Resume() {
-    guard("Resume", (), || {
-        manager::get().resume();
-    })
+    guard(
+        "Resume",
+        || (),
+        || {
+            let _ = engine().resume();
+        },
+    )
 }
 
 /// Stops one config. `removedFlag == 0`: its undelivered data is parked for its next
@@ -127,17 +164,21 @@ pub extern "C" fn Resume() {
 /// `HoldOnTimeoutMs`, and the rest is sent after the next `Resume`.
 #[no_mangle]
 pub extern "C" fn Stop(configName: GoString, removedFlag: GoInt) {
-    guard("Stop", (), || {
-        // SAFETY: as above.
-        match unsafe { configName.text() } {
-            Ok(n) => {
-                manager::get().stop(n, removedFlag != 0);
+    guard(
+        "Stop",
+        || (),
+        || {
+            // SAFETY: as above.
+            match unsafe { configName.text() } {
+                Ok(n) => {
+                    let _ = engine().stop(n, removedFlag != 0);
+                }
+                Err(c) => {
+                    reject("Stop", "configName", c);
+                }
             }
-            Err(c) => {
-                reject("Stop", "configName", c);
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Source key of host-fed data: the host's pack id without its sequence.
@@ -170,39 +211,43 @@ fn push(
     pack_id: GoString,
     build: impl FnOnce() -> Result<Groups, (&'static str, Code)>,
 ) -> GoInt {
-    guard(export, Code::Internal as GoInt, || {
-        // SAFETY: the host passes valid arguments for the duration of the call.
-        let name = match unsafe { config.text() } {
-            Ok(n) => n,
-            Err(c) => return reject(export, "configName", c) as GoInt,
-        };
-        // SAFETY: as above.
-        let pack = match unsafe { pack_id.text() } {
-            Ok(p) => p.as_bytes(),
-            Err(c) => return reject(export, "packId", c) as GoInt,
-        };
-        let groups = match build() {
-            Ok(g) => g,
-            Err((arg, c)) => return reject(export, arg, c) as GoInt,
-        };
-        let source = host_source(pack);
-        let code = manager::get().push(
-            name,
-            groups.map(|mut g| {
-                g.source = source.clone();
-                g
-            }),
-        );
-        if code != Code::Ok && code != Code::Timeout {
-            tracing::debug!(
-                export,
-                config = name,
-                error = code.describe(),
-                "push refused"
-            );
-        }
-        code as GoInt
-    })
+    guard(
+        export,
+        || Code::Internal as GoInt,
+        || {
+            // SAFETY: the host passes valid arguments for the duration of the call.
+            let name = match unsafe { config.text() } {
+                Ok(n) => n,
+                Err(c) => return reject(export, "configName", c) as GoInt,
+            };
+            // SAFETY: as above.
+            let pack = match unsafe { pack_id.text() } {
+                Ok(p) => p.as_bytes(),
+                Err(c) => return reject(export, "packId", c) as GoInt,
+            };
+            let groups = match build() {
+                Ok(g) => g,
+                Err((arg, c)) => return reject(export, arg, c) as GoInt,
+            };
+            let source = host_source(pack);
+            let code = Code::from(engine().push(
+                name,
+                groups.map(|mut g| {
+                    g.source = source.clone();
+                    g
+                }),
+            ));
+            if code != Code::Ok && code != Code::Timeout {
+                tracing::debug!(
+                    export,
+                    config = name,
+                    error = code.describe(),
+                    "push refused"
+                );
+            }
+            code as GoInt
+        },
+    )
 }
 
 /// Copies a borrowed slice into an owned buffer that parsed fields can slice.
@@ -347,32 +392,36 @@ pub extern "C" fn ProcessLogGroup(
 /// file). No built-in plugin consumes them yet: they are validated and logged.
 #[no_mangle]
 pub extern "C" fn CtlCmd(configName: GoString, cmdId: GoInt, detail: GoString) {
-    guard("CtlCmd", (), || {
-        // SAFETY: valid for the call.
-        match unsafe { (configName.text(), detail.bytes()) } {
-            (Ok(n), Ok(d)) if (1..=4).contains(&cmdId) => {
-                tracing::debug!(
-                    config = n,
-                    cmd = cmdId,
-                    detail_len = d.len(),
-                    "CtlCmd ignored: no plugin handles container commands"
-                );
+    guard(
+        "CtlCmd",
+        || (),
+        || {
+            // SAFETY: valid for the call.
+            match unsafe { (configName.text(), detail.bytes()) } {
+                (Ok(n), Ok(d)) if (1..=4).contains(&cmdId) => {
+                    tracing::debug!(
+                        config = n,
+                        cmd = cmdId,
+                        detail_len = d.len(),
+                        "CtlCmd ignored: no plugin handles container commands"
+                    );
+                }
+                (Ok(n), Ok(_)) => {
+                    tracing::warn!(config = n, cmd = cmdId, "CtlCmd: unknown command id");
+                }
+                _ => {
+                    reject("CtlCmd", "arguments", Code::InvalidArgument);
+                }
             }
-            (Ok(n), Ok(_)) => {
-                tracing::warn!(config = n, cmd = cmdId, "CtlCmd: unknown command id");
-            }
-            _ => {
-                reject("CtlCmd", "arguments", Code::InvalidArgument);
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Container metadata for `containerId`, allocated with `malloc` for the host to `free`.
 /// This runtime does no container discovery, so it returns NULL ("unknown") for every id.
 #[no_mangle]
 pub extern "C" fn GetContainerMeta(containerId: GoString) -> *mut containerMeta {
-    guard("GetContainerMeta", std::ptr::null_mut(), || {
+    guard("GetContainerMeta", std::ptr::null_mut, || {
         // SAFETY: valid for the call.
         if let Err(c) = unsafe { containerId.text() } {
             reject("GetContainerMeta", "containerId", c);
@@ -389,7 +438,7 @@ pub extern "C" fn GetContainerMeta(containerId: GoString) -> *mut containerMeta 
 pub extern "C" fn CheckConfig(configName: GoString, jsonStr: GoString) -> *mut c_char {
     guard(
         "CheckConfig",
-        malloc_text("internal error while checking the config"),
+        || malloc_text("internal error while checking the config"),
         || {
             // SAFETY: valid for the call.
             let (name, json) = match unsafe { (configName.text(), jsonStr.text()) } {
@@ -397,7 +446,7 @@ pub extern "C" fn CheckConfig(configName: GoString, jsonStr: GoString) -> *mut c
                 (Err(c), _) => return malloc_text(&format!("configName: {}", c.describe())),
                 (_, Err(c)) => return malloc_text(&format!("jsonStr: {}", c.describe())),
             };
-            match manager::Manager::check(name, json) {
+            match Engine::check_config(name, json) {
                 Ok(_) => std::ptr::null_mut(),
                 Err(errors) => {
                     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -6,41 +6,17 @@
 
 #![allow(non_camel_case_types)] // C names at the boundary
 
+mod code;
 mod exports;
 mod logging;
 
+pub use code::Code;
 pub use exports::*;
 
-use crate::manager::Code;
-use std::ffi::{c_char, c_void};
+use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Go's `GoInt64`.
-pub type GoInt64 = i64;
-/// Go's `GoInt` (64-bit on the supported platforms).
-pub type GoInt = GoInt64;
-
-/// Go's string: a pointer and a length, not NUL-terminated, borrowed for the call only.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct GoString {
-    /// First byte (may be NULL when `n == 0`).
-    pub p: *const c_char,
-    /// Length in bytes.
-    pub n: GoInt64,
-}
-
-/// Go's slice: bytes borrowed for the call only.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct GoSlice {
-    /// First byte (may be NULL when `len == 0`).
-    pub data: *mut c_void,
-    /// Length in bytes.
-    pub len: GoInt,
-    /// Capacity (ignored).
-    pub cap: GoInt,
-}
+pub use wire::go::{GoInt, GoInt64, GoSlice, GoString};
 
 /// iLogtail's container metadata record returned by `GetContainerMeta` (freed by the host).
 #[repr(C)]
@@ -88,15 +64,13 @@ unsafe fn raw_bytes<'a>(p: *const u8, n: i64) -> Result<&'a [u8], Code> {
     }
 }
 
-impl GoString {
+/// Checked views of the Go arguments.
+trait GoArg {
     /// The bytes, checked.
     ///
     /// # Safety
     /// See [`raw_bytes`].
-    unsafe fn bytes<'a>(&self) -> Result<&'a [u8], Code> {
-        // SAFETY: forwarded contract.
-        unsafe { raw_bytes(self.p.cast(), self.n) }
-    }
+    unsafe fn bytes<'a>(&self) -> Result<&'a [u8], Code>;
 
     /// The text, checked (UTF-8 required).
     ///
@@ -108,19 +82,23 @@ impl GoString {
     }
 }
 
-impl GoSlice {
-    /// The bytes, checked.
-    ///
-    /// # Safety
-    /// See [`raw_bytes`].
+impl GoArg for GoString {
+    unsafe fn bytes<'a>(&self) -> Result<&'a [u8], Code> {
+        // SAFETY: forwarded contract.
+        unsafe { raw_bytes(self.p.cast(), self.n) }
+    }
+}
+
+impl GoArg for GoSlice {
     unsafe fn bytes<'a>(&self) -> Result<&'a [u8], Code> {
         // SAFETY: forwarded contract.
         unsafe { raw_bytes(self.data.cast_const().cast(), self.len) }
     }
 }
 
-/// Runs an export body: sets up logging, catches panics (returning `on_panic`).
-fn guard<T>(export: &'static str, on_panic: T, body: impl FnOnce() -> T) -> T {
+/// Runs an export body: sets up logging, catches panics (returning what `on_panic` makes:
+/// lazily, so that a default which allocates costs nothing when there is no panic).
+fn guard<T>(export: &'static str, on_panic: impl FnOnce() -> T, body: impl FnOnce() -> T) -> T {
     logging::init();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(v) => v,
@@ -131,7 +109,7 @@ fn guard<T>(export: &'static str, on_panic: T, body: impl FnOnce() -> T) -> T {
                 .or_else(|| e.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(export, panic = %msg, "panic caught at the C boundary");
-            on_panic
+            on_panic()
         }
     }
 }

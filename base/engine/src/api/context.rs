@@ -1,0 +1,235 @@
+//! What a plugin may touch: its names, the host identity, pack-id sequences and checkpoints.
+
+use crate::stats::{AlarmType, Level, Stats};
+use crate::store::Store;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Pipeline-wide settings (`"global"`). Unknown keys are ignored: hosts add their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GlobalConfig {
+    /// Interval of metric inputs (`metric_mock`), in milliseconds.
+    pub input_interval_ms: u64,
+    /// Interval at which aggregators flush partial groups, in milliseconds.
+    pub aggregat_interval_ms: u64,
+    /// Interval at which flushers flush buffered data, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Capacity of the queue between inputs and processors, in events.
+    pub default_log_queue_size: usize,
+    /// Capacity of the queue between aggregators and flushers, in log groups.
+    pub default_log_group_queue_size: usize,
+    /// Write `Time_ns` on sent logs.
+    pub enable_timestamp_nanosecond: bool,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            input_interval_ms: 1000,
+            aggregat_interval_ms: 3000,
+            flush_interval_ms: 3000,
+            default_log_queue_size: 10_000,
+            default_log_group_queue_size: 4,
+            enable_timestamp_nanosecond: false,
+        }
+    }
+}
+
+/// Who we are, from `InitPluginBaseV2` / `LoadGlobalConfig`.
+#[derive(Debug, Clone, Default)]
+pub struct HostIdentity {
+    /// Written as `Source` on every sent group.
+    pub ip: String,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Per-config pack-id sequences, one per source, kept across reloads of the config so that
+/// a receiver sees gap-free sequences.
+#[derive(Debug, Default)]
+pub struct PackIds {
+    seed: String,
+    sources: Mutex<HashMap<Bytes, (String, u64)>>,
+}
+
+impl PackIds {
+    /// Sequences for one config; `seed` makes prefixes unique per config, host and process.
+    pub fn new(seed: String) -> Self {
+        Self {
+            seed,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The next pack id for `source`: `<FNV-64a hex>-<seq hex>`, sequences starting at 1.
+    pub fn next(&self, source: &Bytes) -> String {
+        let mut map = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(source.clone()).or_insert_with(|| {
+            let mut h = Fnv64a::new();
+            h.write(self.seed.as_bytes());
+            h.write(b"\0");
+            h.write(source);
+            (format!("{:X}", h.finish()), 0)
+        });
+        entry.1 += 1;
+        format!("{}-{:X}", entry.0, entry.1)
+    }
+}
+
+/// FNV-1a, 64 bit (what the original uses for pack-id prefixes).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64a(u64);
+
+impl Fnv64a {
+    /// A fresh hasher.
+    pub const fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Feeds bytes.
+    pub fn write(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash.
+    pub const fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv64a {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a plugin instance knows about where it runs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PluginContext {
+    /// Config name (`LoadConfig`'s `configName`).
+    pub config_name: Arc<str>,
+    /// Project of the config.
+    pub project: Arc<str>,
+    /// Logstore: `Category` of sent groups and SendPb's logstore argument.
+    pub logstore: Arc<str>,
+    /// Key for `IsValidToSend`.
+    pub logstore_key: i64,
+    /// Host identity.
+    pub host: Arc<HostIdentity>,
+    /// Pack-id sequences of this config.
+    pub pack_ids: Arc<PackIds>,
+    /// Pipeline-wide settings.
+    pub global: GlobalConfig,
+    /// Checkpoint store, when the base was initialised with one.
+    pub store: Option<Store>,
+    /// The plugin instance this context was built for (`type/id` or `type/index`).
+    pub plugin: Arc<str>,
+    /// In-memory state of this config that survives reloads of the same name (not restarts):
+    /// where an input got to, so its successor continues instead of starting over.
+    pub volatile: Arc<Mutex<HashMap<String, u64>>>,
+    /// Statistics and alarms of the engine running the plugin.
+    pub stats: Stats,
+}
+
+impl PluginContext {
+    /// A context for validating a config without running it.
+    pub fn for_check(config_name: &str) -> Self {
+        Self {
+            config_name: config_name.into(),
+            project: "".into(),
+            logstore: "".into(),
+            logstore_key: -1,
+            host: Arc::default(),
+            pack_ids: Arc::default(),
+            global: GlobalConfig::default(),
+            store: None,
+            plugin: "".into(),
+            volatile: Arc::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Raises an alarm about this plugin (merged with alarms of the same type until reported).
+    pub fn alarm(&self, kind: AlarmType, level: Level, message: impl Into<String>) {
+        self.stats
+            .alarm(kind, level, &self.config_name, &self.plugin, message);
+    }
+
+    /// Saves a serde object as JSON under `<config>^<key>`.
+    ///
+    /// # Errors
+    /// When serialization or the store fails.
+    pub fn save_object<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), String> {
+        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        self.save_checkpoint(key, &bytes)
+    }
+
+    /// Reads an object saved with [`PluginContext::save_object`] (None when absent or unreadable).
+    pub fn get_object<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        serde_json::from_slice(&self.get_checkpoint(key)?).ok()
+    }
+
+    /// A window of acknowledgements whose committed position is saved as checkpoint `key`
+    /// (see [`crate::ack`]).
+    pub fn ack_window(&self, key: &str) -> Arc<crate::ack::AckWindow> {
+        let cx = self.clone();
+        let key = key.to_string();
+        crate::ack::AckWindow::new(move |position| {
+            if let Err(e) = cx.save_object(&key, &position) {
+                cx.alarm(
+                    AlarmType::CheckpointError,
+                    Level::Error,
+                    format!("cannot save checkpoint {key}: {e}"),
+                );
+            }
+        })
+    }
+
+    /// Saves a checkpoint under `<config>^<key>`.
+    ///
+    /// # Errors
+    /// When no store is open or the write fails.
+    pub fn save_checkpoint(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        match &self.store {
+            Some(s) => s
+                .save(&self.config_name, key, value)
+                .map_err(|e| e.to_string()),
+            None => Err("no checkpoint store".into()),
+        }
+    }
+
+    /// Reads a checkpoint saved by [`PluginContext::save_checkpoint`].
+    pub fn get_checkpoint(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.as_ref()?.get(&self.config_name, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_ids_count_per_source_in_hex() {
+        let p = PackIds::new("cfg".into());
+        let a = Bytes::from_static(b"a");
+        let ids: Vec<String> = (0..17).map(|_| p.next(&a)).collect();
+        let (prefix, seq) = ids[16].split_once('-').unwrap();
+        assert_eq!(seq, "11");
+        assert!(ids.iter().all(|i| i.starts_with(prefix)));
+        let other = p.next(&Bytes::from_static(b"b"));
+        assert!(other.ends_with("-1") && !other.starts_with(prefix));
+    }
+
+    #[test]
+    fn fnv64a_known_vector() {
+        let mut h = Fnv64a::new();
+        h.write(b"a");
+        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
+    }
+}

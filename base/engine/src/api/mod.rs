@@ -1,0 +1,200 @@
+//! The plugin API: everything a plugin may use, and nothing of how the engine runs it.
+//!
+//! A plugin is built from its `detail` options and a [`PluginContext`]; it sees events
+//! ([`crate::event`]), these traits, the context (names, checkpoints, alarms) and, for
+//! inputs, an [`InputIo`]; flushers to the host hand serialized groups to a [`HostQueue`].
+//! It never sees config parsing, pipeline internals, the lifecycle or host delivery.
+//! A new plugin file starts with `use crate::api::prelude::*;`.
+
+mod context;
+pub mod prelude;
+
+pub use crate::ack::{Ack, AckWindow};
+pub use crate::host::Payload;
+pub use crate::stats::{AlarmType, Level, PluginStats, Stats};
+pub use context::{Fnv64a, GlobalConfig, HostIdentity, PackIds, PluginContext};
+
+use crate::event::EventGroup;
+use bytes::Bytes;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An input polled every `InputIntervalMs` (`metric_*`).
+pub trait MetricInput: Send {
+    /// Appends this interval's events to `group`.
+    ///
+    /// # Errors
+    /// A message describing the failure (the interval is skipped).
+    fn collect(&mut self, group: &mut EventGroup) -> Result<(), String>;
+}
+
+/// An input that runs until told to stop (`service_*`).
+pub trait ServiceInput: Send {
+    /// Produces events into `io` until `io.stopped()` resolves. The same instance is run
+    /// again after `Resume`, so state kept in `self` carries over.
+    fn run<'a>(&'a mut self, io: &'a mut dyn InputIo) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Either kind of input.
+pub enum Input {
+    /// Polled on an interval.
+    Metric(Box<dyn MetricInput>),
+    /// Runs on its own.
+    Service(Box<dyn ServiceInput>),
+}
+
+/// Transforms a group in place (drop, add, or rewrite events).
+pub trait Processor: Send {
+    /// Processes one group.
+    fn process(&mut self, group: &mut EventGroup);
+}
+
+/// Batches events into log groups ready to send.
+pub trait Aggregator: Send {
+    /// Adds a processed group; full log groups are pushed to `out`.
+    fn add(&mut self, group: EventGroup, out: &mut Vec<EventGroup>);
+    /// Pushes every partial log group to `out` (on the interval and at stop).
+    fn flush(&mut self, out: &mut Vec<EventGroup>);
+
+    /// Whether the aggregator handles events whose contents are still only in their original
+    /// encoding (see [`Flusher::reads_encoded`]); if not, the pipeline decodes them first.
+    fn reads_encoded(&self) -> bool {
+        false
+    }
+}
+
+/// Why a flusher did not deliver a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushError {
+    /// Try the same group again later (retried with exponential back-off capped at 1 s).
+    Retry(String),
+    /// Give up on this group (its events are counted as dropped and an alarm is raised).
+    GiveUp(String),
+}
+
+/// Delivers log groups somewhere.
+pub trait Flusher: Send {
+    /// Delivers one log group. A flusher to the host puts the serialized group in
+    /// `host` (delivered, retried and handed over on stop by the engine).
+    ///
+    /// # Errors
+    /// [`FlushError::Retry`] to have the same group retried, [`FlushError::GiveUp`] to drop it.
+    fn flush(&mut self, group: &EventGroup, host: &dyn HostQueue) -> Result<(), FlushError>;
+
+    /// Whether [`Flusher::flush`] may block (on I/O): then the flush stage calls it on the
+    /// runtime's blocking pool. A flusher that says `false` is called on the runtime itself
+    /// and must return quickly (it should not ask for retries either: the back-off would wait
+    /// there).
+    fn may_block(&self) -> bool {
+        true
+    }
+
+    /// Whether the flusher handles events whose contents are still only in their original
+    /// encoding ([`crate::event::LogEvent::is_pending`]); if not, the pipeline decodes them
+    /// before calling [`Flusher::flush`].
+    fn reads_encoded(&self) -> bool {
+        false
+    }
+}
+
+/// Why an input's group was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The config was removed: the input should end.
+    Closed,
+    /// The process is exiting and the group cannot be kept on disk.
+    Refused(String),
+}
+
+/// What an input gets from the engine: a way to send, a stop signal, and its source name.
+pub trait InputIo: Send {
+    /// Sends a group to the processors, waiting while the queue is full (back-pressure).
+    /// Once the pipeline asks its inputs to stop, the group is queued for the next run
+    /// without waiting (nothing an input produced is dropped).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the config was removed; [`SendError::Refused`] when the
+    /// process is exiting and the group cannot be kept on disk.
+    fn send(&mut self, group: EventGroup) -> BoxFuture<'_, Result<(), SendError>>;
+
+    /// Resolves once the pipeline asks its inputs to stop.
+    fn stopped(&mut self) -> BoxFuture<'_, ()>;
+
+    /// Whether a stop was requested.
+    fn is_stopped(&self) -> bool;
+
+    /// The source key for groups of this input (pack ids are numbered per source).
+    fn source(&self) -> &Bytes;
+}
+
+/// Where a flusher to the host puts serialized log groups: the engine delivers them in
+/// order, retries what the host refuses and hands them over on stop.
+pub trait HostQueue: Sync {
+    /// An empty buffer to serialize into (a reused one when there is one).
+    fn buffer(&self) -> Vec<u8>;
+    /// Queues a payload for the host.
+    fn push(&self, payload: Payload);
+}
+
+/// Builds a plugin of type `T` from its `detail` options.
+pub type Build<T> = fn(&Value, &PluginContext) -> Result<T, DetailError>;
+
+/// The factory of a plugin: its kind is the variant.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    /// Builds an input.
+    Input(Build<Input>),
+    /// Builds a processor.
+    Processor(Build<Box<dyn Processor>>),
+    /// Builds an aggregator.
+    Aggregator(Build<Box<dyn Aggregator>>),
+    /// Builds a flusher.
+    Flusher(Build<Box<dyn Flusher>>),
+}
+
+/// A problem inside one plugin's `detail`, before the config and plugin are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailError {
+    /// Path of the offending field inside `detail` (empty for the object itself).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl DetailError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserializes a plugin's `detail` into its typed options, tracking the field path.
+///
+/// # Errors
+/// A [`DetailError`] naming the unknown, missing or ill-typed field.
+pub fn parse_detail<T: serde::de::DeserializeOwned>(detail: &Value) -> Result<T, DetailError> {
+    serde_path_to_error::deserialize::<_, T>(detail).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // For `unknown field `X``, serde reports the field in the message; name it as the path.
+        let field = match (path.as_str(), unknown_field_name(&inner)) {
+            (".", Some(name)) => name.to_string(),
+            (".", None) => String::new(),
+            (p, Some(name)) if !p.ends_with(name) => format!("{p}.{name}"),
+            (p, _) => p.to_string(),
+        };
+        DetailError::new(field, inner)
+    })
+}
+
+fn unknown_field_name(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}

@@ -1,0 +1,10 @@
+//! What a plugin file needs: `use crate::api::prelude::*;`.
+
+pub use super::{
+    parse_detail, Aggregator, AlarmType, BoxFuture, DetailError, FlushError, Flusher, HostQueue,
+    Input, InputIo, Level, MetricInput, Payload, PluginContext, Processor, ServiceInput,
+};
+pub use crate::event::{config_text, now, EventGroup, LogEvent};
+pub use bytes::Bytes;
+pub use serde::Deserialize;
+pub use serde_json::Value;

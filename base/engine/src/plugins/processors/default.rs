@@ -1,0 +1,25 @@
+//! `processor_default`: passes groups through unchanged.
+
+use crate::api::prelude::*;
+use crate::event::EventGroup;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `processor_default` takes no options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {}
+
+struct Default;
+
+pub(crate) fn build(
+    detail: &Value,
+    _cx: &PluginContext,
+) -> Result<Box<dyn Processor>, DetailError> {
+    let _: Options = parse_detail(detail)?;
+    Ok(Box::new(Default))
+}
+
+impl Processor for Default {
+    fn process(&mut self, _group: &mut EventGroup) {}
+}

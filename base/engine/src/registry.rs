@@ -1,0 +1,353 @@
+//! The registry: the one table of `name → factory`. The factory's variant is the plugin's
+//! kind, stated once.
+//!
+//! To add a plugin: write one file under `plugins/<kind>s/` (start it with
+//! `use crate::api::prelude::*;`) with an options struct and a `build` function returning
+//! its boxed trait object, then add one line to [`REGISTRY`].
+
+use crate::api::{Aggregator, DetailError, Factory, Flusher, Input, PluginContext, Processor};
+use crate::config::{ConfigError, Kind, PipelineConfig, PluginSpec};
+use crate::plugins::{aggregators, flushers, inputs, processors};
+
+/// Every built-in plugin.
+static REGISTRY: &[(&str, Factory)] = &[
+    ("metric_mock", Factory::Input(inputs::metric_mock::build)),
+    ("service_mock", Factory::Input(inputs::service_mock::build)),
+    (
+        "processor_add_fields",
+        Factory::Processor(processors::add_fields::build),
+    ),
+    (
+        "processor_drop",
+        Factory::Processor(processors::drop::build),
+    ),
+    (
+        "processor_default",
+        Factory::Processor(processors::default::build),
+    ),
+    (
+        "processor_regex",
+        Factory::Processor(processors::regex::build),
+    ),
+    (
+        "processor_json",
+        Factory::Processor(processors::json::build),
+    ),
+    (
+        "processor_split_char",
+        Factory::Processor(processors::split_char::build),
+    ),
+    (
+        "processor_rename",
+        Factory::Processor(processors::rename::build),
+    ),
+    (
+        "processor_filter_regex",
+        Factory::Processor(processors::filter_regex::build),
+    ),
+    (
+        "processor_filter_key_regex",
+        Factory::Processor(processors::filter_key_regex::build),
+    ),
+    (
+        "processor_split_log_string",
+        Factory::Processor(processors::split_log_string::build),
+    ),
+    (
+        "processor_split_log_regex",
+        Factory::Processor(processors::split_log_regex::build),
+    ),
+    (
+        "processor_strptime",
+        Factory::Processor(processors::strptime::build),
+    ),
+    (
+        "processor_gotime",
+        Factory::Processor(processors::gotime::build),
+    ),
+    (
+        "processor_desensitize",
+        Factory::Processor(processors::desensitize::build),
+    ),
+    #[cfg(feature = "test-plugins")]
+    (
+        "processor_test_panic",
+        Factory::Processor(processors::test_panic::build),
+    ),
+    (
+        "aggregator_default",
+        Factory::Aggregator(aggregators::default::build),
+    ),
+    ("flusher_sls", Factory::Flusher(flushers::sls::build)),
+    ("flusher_stdout", Factory::Flusher(flushers::stdout::build)),
+];
+
+impl Factory {
+    /// The kind of plugin it builds.
+    pub const fn kind(&self) -> Kind {
+        match self {
+            Factory::Input(_) => Kind::Input,
+            Factory::Processor(_) => Kind::Processor,
+            Factory::Aggregator(_) => Kind::Aggregator,
+            Factory::Flusher(_) => Kind::Flusher,
+        }
+    }
+}
+
+/// Why a plugin could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// No such plugin of that kind.
+    Unknown,
+    /// Its options are invalid.
+    Detail(DetailError),
+}
+
+/// The factory of `spec`'s type in its section, and the context for its instance.
+fn find(spec: &PluginSpec, cx: &PluginContext) -> Result<(Factory, PluginContext), BuildError> {
+    let factory = REGISTRY
+        .iter()
+        .find(|(name, f)| f.kind() == spec.kind && *name == spec.type_name)
+        .map(|(_, f)| *f)
+        .ok_or(BuildError::Unknown)?;
+    let mut cx = cx.clone();
+    cx.plugin = spec.instance_name().into();
+    Ok((factory, cx))
+}
+
+/// Builds the input described by `spec`.
+///
+/// # Errors
+/// [`BuildError::Unknown`] for an unknown input type, [`BuildError::Detail`] for bad options.
+pub fn input(spec: &PluginSpec, cx: &PluginContext) -> Result<Input, BuildError> {
+    match find(spec, cx)? {
+        (Factory::Input(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
+        _ => Err(BuildError::Unknown),
+    }
+}
+
+/// Builds the processor described by `spec` (errors as [`input`]).
+///
+/// # Errors
+/// As [`input`].
+pub fn processor(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Processor>, BuildError> {
+    match find(spec, cx)? {
+        (Factory::Processor(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
+        _ => Err(BuildError::Unknown),
+    }
+}
+
+/// Builds the aggregator described by `spec`.
+///
+/// # Errors
+/// As [`input`].
+pub fn aggregator(
+    spec: &PluginSpec,
+    cx: &PluginContext,
+) -> Result<Box<dyn Aggregator>, BuildError> {
+    match find(spec, cx)? {
+        (Factory::Aggregator(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
+        _ => Err(BuildError::Unknown),
+    }
+}
+
+/// Builds the flusher described by `spec`.
+///
+/// # Errors
+/// As [`input`].
+pub fn flusher(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Flusher>, BuildError> {
+    match find(spec, cx)? {
+        (Factory::Flusher(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
+        _ => Err(BuildError::Unknown),
+    }
+}
+
+/// Builds `spec`'s plugin once and drops it: whether its type exists and its options hold.
+///
+/// # Errors
+/// As [`input`].
+pub fn check(spec: &PluginSpec, cx: &PluginContext) -> Result<(), BuildError> {
+    match spec.kind {
+        Kind::Input => input(spec, cx).map(drop),
+        Kind::Processor => processor(spec, cx).map(drop),
+        Kind::Aggregator => aggregator(spec, cx).map(drop),
+        Kind::Flusher => flusher(spec, cx).map(drop),
+    }
+}
+
+/// Names of every plugin of `kind`.
+pub fn names(kind: Kind) -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|(_, f)| f.kind() == kind)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Parses a config ([`crate::config::parse`]) and checks every plugin against the registry
+/// (each is built once, without side effects, so its options are fully validated).
+///
+/// # Errors
+/// Every problem found, each naming config, plugin and field.
+pub fn parse_config(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>> {
+    let (config, mut errors) = crate::config::parse(name, json)?;
+    let cx = PluginContext::for_check(name);
+    let err = |spec: &PluginSpec, field: String, message: String| ConfigError {
+        config: name.to_string(),
+        plugin: Some(spec.location()),
+        field: Some(field),
+        message,
+    };
+    for spec in config.specs() {
+        match check(spec, &cx) {
+            Ok(()) => {}
+            Err(BuildError::Unknown) => errors.push(err(
+                spec,
+                "type".into(),
+                format!(
+                    "unknown {} plugin type `{}` (known: {})",
+                    spec.kind.noun(),
+                    spec.type_name,
+                    names(spec.kind).join(", ")
+                ),
+            )),
+            Err(BuildError::Detail(d)) => {
+                let field = if d.field.is_empty() {
+                    "detail".to_string()
+                } else {
+                    format!("detail.{}", d.field)
+                };
+                errors.push(err(spec, field, d.message))
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+    use crate::config::*;
+
+    fn parse(name: &str, json: &str) -> Result<PipelineConfig, Vec<ConfigError>> {
+        parse_config(name, json)
+    }
+
+    fn errors(json: &str) -> Vec<String> {
+        parse("cfg", json)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fill_aggregator_and_flusher() {
+        let c = parse("cfg", r#"{"inputs":[{"type":"metric_mock/1#3"}]}"#).unwrap();
+        assert_eq!(c.aggregators[0].type_name, "aggregator_default");
+        assert_eq!(c.flushers[0].type_name, "flusher_sls");
+        assert_eq!(c.inputs[0].id.as_deref(), Some("1"));
+        assert_eq!(c.inputs[0].priority, Some(3));
+    }
+
+    #[test]
+    fn errors_name_config_plugin_and_field() {
+        let e = errors(r#"{"processors":[{"type":"processor_nope"}]}"#);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("config \"cfg\""), "{}", e[0]);
+        assert!(e[0].contains("processors[0] (processor_nope)"), "{}", e[0]);
+        assert!(e[0].contains("unknown processor plugin type"), "{}", e[0]);
+
+        let e = errors(
+            r#"{"processors":[{"type":"processor_add_fields","detail":{"Fields":{"a":"b"},"Bogus":1}}]}"#,
+        );
+        assert!(e[0].contains("field \"detail.Bogus\""), "{}", e[0]);
+
+        let e = errors(
+            r#"{"processors":[{"type":"processor_add_fields","detail":{"Fields":{"a":3}}}]}"#,
+        );
+        assert!(e[0].contains("field \"detail.Fields.a\""), "{}", e[0]);
+
+        let e = errors(r#"{"global":{"InputIntervalMs":"x"}}"#);
+        assert!(e[0].contains("global.InputIntervalMs"), "{}", e[0]);
+    }
+
+    #[test]
+    fn all_errors_are_collected() {
+        let e = errors(
+            r#"{"inputs":[{"type":"nope_in"}],"processors":[{"type":"processor_drop","detail":{"DropKeys":"x"}}],"flushers":[{"type":"flusher_nope"}]}"#,
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn match_is_parsed_on_aggregators_and_flushers_only() {
+        let c = parse(
+            "cfg",
+            r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[level] == 'error'"},
+                            {"type":"flusher_stdout"}],
+                "aggregators":[{"type":"aggregator_default","Match":"Topic =~ /^a/"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.flushers[0].matcher.as_ref().unwrap().as_str(),
+            "Fields[level] == 'error'"
+        );
+        assert!(c.flushers[1].matcher.is_none());
+        assert!(c.aggregators[0].matcher.is_some());
+
+        let e = errors(
+            r#"{"inputs":[{"type":"metric_mock","Match":"TRUE"}],
+                "processors":[{"type":"processor_drop","detail":{"DropKeys":["a"]},"Match":"TRUE"}]}"#,
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("inputs[0] (metric_mock): field \"Match\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].contains("only allowed on aggregators and flushers"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains("processors[0] (processor_drop): field \"Match\""),
+            "{}",
+            e[1]
+        );
+
+        let e = errors(r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[level] = 'x'"}]}"#);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("config \"cfg\": plugin flushers[0] (flusher_sls): field \"Match\""),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].contains("at column 15"), "{}", e[0]);
+
+        let e = errors(r#"{"flushers":[{"type":"flusher_sls","Match":"Fields[a] =~ /(/"}]}"#);
+        assert!(e[0].contains("invalid regex"), "{}", e[0]);
+        assert!(!e[0].contains('\n'), "{}", e[0]);
+        let e = errors(r#"{"aggregators":[{"type":"aggregator_default","Match":3}]}"#);
+        assert!(
+            e[0].contains("field \"Match\": must be a string"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn broken_json_and_wrong_shapes() {
+        assert!(errors("{")[0].contains("invalid JSON"));
+        assert!(errors("[]")[0].contains("JSON object"));
+        assert!(errors(r#"{"inputs":{}}"#)[0].contains("array"));
+        assert!(errors(r#"{"inputs":[{"type":"metric_mock","detail":3}]}"#)[0].contains("detail"));
+        assert!(errors(r#"{"inputs":[{"type":"metric_mock#x"}]}"#)[0].contains("priority"));
+    }
+}
