@@ -1,48 +1,32 @@
-//! Command-line parsing: a small hand-rolled parser (no clap) and the help texts.
+//! Command-line parsing (clap derive) and the long help texts.
 //!
-//! Options take their value as `--opt VALUE` or `--opt=VALUE`; `--` ends the options.
-//! Anything the parser does not understand is a usage error (exit code 2).
+//! Options take their value as `--opt VALUE` or `--opt=VALUE`; `--` ends the options; a
+//! repeated option keeps its last value. `-h` prints a summary, `--help` (and
+//! `host-harness help CMD`) the whole text. [`parse`] returns help, version and usage errors
+//! as a [`clap::Error`]: `main` prints it and exits with its code (0 for help and version,
+//! 2 for usage errors).
 
-use std::collections::VecDeque;
-use std::fmt;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Top-level help (`host-harness --help`).
-pub const MAIN_HELP: &str = "\
-host-harness: load libPluginAdapter.so and libPluginBase.so exactly like an iLogtail host does
-(adaptor first with RTLD_LAZY|RTLD_LOCAL, RegisterLogtailCallBackV2, then the base) and drive them.
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-USAGE:
-    host-harness [--lib-dir DIR] <COMMAND> [OPTIONS] [ARGS]
+const MAIN_LONG_ABOUT: &str = "\
+load libPluginAdapter.so and libPluginBase.so exactly like an iLogtail host does (adaptor first
+with RTLD_LAZY|RTLD_LOCAL, RegisterLogtailCallBackV2, then the base) and drive them";
 
-COMMANDS:
-    run       load pipeline configs, run them and print every log group the base sends
-    validate  check pipeline configs with the base's CheckConfig export (no plugin is started)
-    bench     push generated nginx access-log lines through ProcessLogGroup and measure
-    footprint load N configs and measure the host process's RSS and thread count over time
-    help      print this text, or the help of a command (`host-harness help run`)
-
-GLOBAL OPTIONS:
-    --lib-dir DIR   directory holding libPluginAdapter.so and libPluginBase.so
-                    (default: $PLUGIN_LIB_DIR, else the directory of this executable)
-    -h, --help      print help
-    -V, --version   print the version
-
+const MAIN_AFTER_LONG_HELP: &str = "\
 Build the libraries with `cargo build --release` (or `cargo build`); cargo puts them next to
 this executable in target/release (target/debug).
 
-EXIT CODES:
+Exit codes:
     0 success, 1 failure (bad config, base error, expectation not met), 2 usage error or
-    library not found.
-";
+    library not found.";
 
-/// Help of `run`.
-pub const RUN_HELP: &str = "\
-host-harness run: load pipeline configs into the base, run them, print what the host receives
-
-USAGE:
-    host-harness run [OPTIONS] CONFIG.json...
+const RUN_LONG_ABOUT: &str = "\
+load pipeline configs into the base, run them, print what the host receives
 
 Sequence: InitPluginBaseV2({LogtailSysConfDir, HostIP: 127.0.0.1, Hostname}) → for each file
 LoadConfig(project \"harness\", logstore = file stem, config name = file stem, logstore key 1,
@@ -61,57 +45,27 @@ line to stderr (and a JSON summary line to stdout with --summary-json):
 `groups`/`logs` (and --expect-logs) count only the configs loaded from CONFIG files; groups the
 base sends under other names (logtail_alarm, shennong_log_profile, ..) are printed, listed in
 per_config and counted in other_groups/other_logs. Pack ids (`__pack_id__` = PREFIX-HEXSEQ) are
-tracked per prefix: duplicates and missing sequences between the lowest and highest seen.
+tracked per prefix: duplicates and missing sequences between the lowest and highest seen.";
 
-OPTIONS:
-    --data-dir DIR        LogtailSysConfDir given to the base (default: a fresh directory
-                          /tmp/host-harness-*, removed at exit)
-    --logstore NAME       logstore for every config (default: the file stem)
-    --duration SECS       stop after SECS seconds (fractions allowed)
-    --expect-logs N       stop once N logs have arrived; exit 1 if stopped before that
-    --quiet               print nothing per log group
-    --summary-json        print the final summary as one JSON line on stdout
-    --reject-first N      return -1 from the first N sends
-    --reject-rate P       return -1 with probability P (0..1), PRNG seeded by --seed
-    --seed N              seed of --reject-rate (default 1)
-    --reject-for SECS     return -1 from every send during the first SECS seconds after Resume
-    --delay-ms MS         sleep MS milliseconds inside every send (back-pressure)
-    --reload-every SECS   every SECS: HoldOn(0), LoadConfig (files re-read), Resume()
-    --stats               call LoadGlobalConfig({\"AlarmIntervalMs\": 1000, \"StatisticsIntervalMs\": MS})
-                          before InitPluginBaseV2, and print to stderr each statistics group
-                          (config shennong_log_profile) as a table, one line per plugin:
-                              stats: config plugin in out dropped errors retries restarts queue
-                          and each alarm (config logtail_alarm) as
-                              alarm: <type> <config> <plugin> x<count>: <message>
-                          (the groups are still printed to stdout unless --quiet)
-    --stats-interval-ms MS
-                          StatisticsIntervalMs given with --stats (default 2000; needs --stats)
-    --lib-dir DIR         see `host-harness --help`
-    -h, --help            print this help
-";
+const RUN_AFTER_LONG_HELP: &str = "\
+Statistics (--stats):
+    LoadGlobalConfig({\"AlarmIntervalMs\": 1000, \"StatisticsIntervalMs\": MS}) is called before
+    InitPluginBaseV2 (MS = --stats-interval-ms), and stderr gets each statistics group (config
+    shennong_log_profile) as a table, one line per plugin:
+        stats: config plugin in out dropped errors retries restarts queue
+    and each alarm (config logtail_alarm) as
+        alarm: <type> <config> <plugin> x<count>: <message>
+    (the groups are still printed to stdout unless --quiet)";
 
-/// Help of `validate`.
-pub const VALIDATE_HELP: &str = "\
-host-harness validate: check pipeline configs without running them
-
-USAGE:
-    host-harness validate [OPTIONS] CONFIG.json...
+const VALIDATE_LONG_ABOUT: &str = "\
+check pipeline configs without running them
 
 Calls the base export CheckConfig(config name = file stem, file contents) for each file and
 prints `OK <file>` for a valid one, or each error line prefixed with `<file>: `.
-Exit code 1 if any file is invalid, unreadable or not JSON.
+Exit code 1 if any file is invalid, unreadable or not JSON.";
 
-OPTIONS:
-    --lib-dir DIR   see `host-harness --help`
-    -h, --help      print this help
-";
-
-/// Help of `bench`.
-pub const BENCH_HELP: &str = "\
-host-harness bench: measure the base on generated log lines
-
-USAGE:
-    host-harness bench [--scenario NAME] [OPTIONS]
+const BENCH_LONG_ABOUT: &str = "\
+measure the base on generated log lines
 
 Loads config \"bench\" (no inputs, processors from --scenario or --processors, aggregator_default,
 flusher_sls), pre-generates serialized LogGroups (a ring of at most 64 distinct batches, reused
@@ -119,54 +73,16 @@ cyclically; each log has one field `content` = a generated line, see --input), t
 from the first ProcessLogGroup until the host has received all expected logs, and HoldOn(1).
 Prints events, input MB (line bytes, 1 MB = 10^6 bytes), wall seconds, events/s, MB/s, process
 CPU seconds (user+sys over the timed region), CPU seconds per million events, MB per
-CPU-second, and peak RSS.
+CPU-second, and peak RSS.";
 
-SCENARIOS (--scenario NAME sets the input and the processors; the JSON is built in):
-    raw               nginx lines, no processor (decode, aggregate, encode, send)
-    nginx-regex       nginx lines, processor_regex splitting the combined format into 10 fields
-                      (examples/pipelines/bench/nginx-regex.json)
-    regex-filter-add  nginx lines, the same processor_regex, then processor_filter_regex
-                      excluding status ^3\\d\\d$ (about 11% of the lines: the generator counts
-                      them, so the expected log count is exact), then processor_add_fields
-                      adding 2 fields (examples/pipelines/bench/regex-filter-add.json)
-    json              JSON lines, processor_json (SourceKey content, ExpandDepth 0: expand
-                      every level, KeepSource default)
-
-INPUTS (--input FORMAT, without --scenario):
-    nginx   nginx combined access-log lines of ~200 bytes (default)
-    json    JSON application-log lines of ~250 bytes: time, level, msg, user_id, a
-            nested request object (id, method, path, status, client {ip}), latency_ms, tags
-
-OPTIONS:
-    --scenario NAME     one of the scenarios above (not with --input or --processors)
-    --input FORMAT      nginx (default) or json
-    --events N          events to push (default 2000000)
-    --batch N           logs per LogGroup / ProcessLogGroup call (default 1024)
-    --threads T         host threads calling ProcessLogGroup concurrently (default 1)
-    --processors FILE   JSON array of processor entries ([{\"type\":..,\"detail\":{..}}, ..])
-    --expect-logs N     logs the host must receive (default: --events, or what the scenario
-                        keeps; set it when your --processors drop or split events)
-    --aggregate-ms MS   global AggregatIntervalMs of the bench config (default 100)
-    --timeout SECS      give up waiting for the logs after SECS (default 120); exit 1
-                        (the process exits 10 s later if a call into the base is stuck)
-    --verify            fully decode every received group (default: count logs cheaply)
-    --data-dir DIR      LogtailSysConfDir (default: a fresh /tmp/host-harness-* directory)
-    --json              print one JSON line instead of the table
-    --lib-dir DIR       see `host-harness --help`
-    -h, --help          print this help
-
-EXAMPLES (build with `cargo build --release` first):
+const BENCH_AFTER_LONG_HELP: &str = "\
+Examples (build with `cargo build --release` first):
     target/release/host-harness bench --scenario raw --events 2000000
     target/release/host-harness bench --scenario regex-filter-add --json
-    target/release/host-harness bench --input json --processors my-processors.json
-";
+    target/release/host-harness bench --input json --processors my-processors.json";
 
-/// Help of `footprint`.
-pub const FOOTPRINT_HELP: &str = "\
-host-harness footprint: what configs cost the host process (RSS, OS threads), idle and over time
-
-USAGE:
-    host-harness footprint [OPTIONS]
+const FOOTPRINT_LONG_ABOUT: &str = "\
+what configs cost the host process (RSS, OS threads), idle and over time
 
 Sequence: dlopen + callbacks → measure \"before init\" → InitPluginBaseV2 → measure \"after init\"
 → LoadConfig of N configs fp_0001..fp_N (project \"harness\", logstore = config name, logstore
@@ -181,30 +97,11 @@ the background count to the stage that started them. SIGINT/SIGTERM ends the sam
 (a second signal exits at once with code 130).
 
 The host accepts every send and only counts the logs in it; groups of other configs
-(logtail_alarm, shennong_log_profile) are counted apart, not as delivered logs.
+(logtail_alarm, shennong_log_profile) are counted apart, not as delivered logs.";
 
-INPUTS (--input):
-    mock      each config has one service_mock input producing --rate logs/s (MaxLogCount 0,
-              one field `content`); it checkpoints its position as the host accepts data
-    host-fed  no input (flusher_sls only); one harness thread pushes one LogGroup of --rate
-              logs per config every second with ProcessLogGroup (--rate 0: configs stay idle)
-
-OPTIONS:
-    --configs N         configs to load (default 1000)
-    --input KIND        mock (default) or host-fed
-    --rate R            logs per second per config (default 1; 0 only with host-fed)
-    --duration SECS     how long to run after Resume, warm-up included (default 60)
-    --warmup SECS       wait this long after Resume before the first sample (default 10;
-                        at most --duration); not part of the growth figures
-    --sample-every SECS interval between samples (default 5)
-    --data-dir DIR      LogtailSysConfDir (default: a fresh /tmp/host-harness-* directory,
-                        removed at exit)
-    --json              print one JSON object (one line) on stdout instead of the report
-    --quiet             no per-sample lines
-    --lib-dir DIR       see `host-harness --help`
-    -h, --help          print this help
-
-OUTPUT:
+/// The end of `footprint --help`: the output, every field of the `--json` report, exit codes.
+pub const FOOTPRINT_HELP: &str = "\
+Output:
     Unless --quiet, one line per sample on stderr:
         footprint: t=<s since Resume> rss=<MiB> threads=<n> logs=<delivered so far>
     Then a report on stdout; with --json one object with these fields (KiB = 1024 bytes):
@@ -252,92 +149,152 @@ OUTPUT:
 Exit code 1 when a call into the base fails (InitPluginBaseV2, LoadConfig, ProcessLogGroup)
 or a group does not decode; figures are reported, never judged.
 
-EXAMPLES (build with `cargo build --release` first):
+Examples (build with `cargo build --release` first):
     target/release/host-harness footprint --configs 1000 --rate 1 --duration 120
     target/release/host-harness footprint --input host-fed --rate 0 --configs 1000 --duration 30
-    target/release/host-harness footprint --duration 600 --quiet --json
-";
+    target/release/host-harness footprint --duration 600 --quiet --json";
 
-/// A usage error: printed with a hint, exit code 2.
-#[derive(Debug, PartialEq)]
-pub struct UsageError {
-    /// What is wrong, lower-case, without the `error: ` prefix.
-    pub message: String,
-    /// The command whose help the hint points at (`None` = top level).
-    pub command: Option<&'static str>,
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.command {
-            Some(cmd) => write!(
-                f,
-                "error: {}\nTry 'host-harness {cmd} --help' for more information.",
-                self.message
-            ),
-            None => write!(
-                f,
-                "error: {}\nTry 'host-harness --help' for more information.",
-                self.message
-            ),
-        }
-    }
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "host-harness",
+    version,
+    about = "load libPluginAdapter.so and libPluginBase.so exactly like an iLogtail host does",
+    long_about = MAIN_LONG_ABOUT,
+    after_long_help = MAIN_AFTER_LONG_HELP,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    args_override_self = true
+)]
+struct Cli {
+    /// directory holding libPluginAdapter.so and libPluginBase.so
+    /// (default: $PLUGIN_LIB_DIR, else the directory of this executable)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        display_order = 900,
+        verbatim_doc_comment
+    )]
+    lib_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
 }
 
 /// What the command line asks for.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Subcommand)]
 pub enum Command {
-    /// Print this text to stdout and exit 0.
-    Help(&'static str),
-    /// Print the version and exit 0.
-    Version,
-    /// `run`.
+    /// load pipeline configs, run them and print every log group the base sends
+    #[command(
+        long_about = RUN_LONG_ABOUT,
+        after_long_help = RUN_AFTER_LONG_HELP,
+        args_override_self = true,
+        allow_negative_numbers = true
+    )]
     Run(RunOpts),
-    /// `validate`.
+    /// check pipeline configs with the base's CheckConfig export (no plugin is started)
+    #[command(long_about = VALIDATE_LONG_ABOUT, args_override_self = true)]
     Validate(ValidateOpts),
-    /// `bench`.
+    /// push generated nginx access-log lines through ProcessLogGroup and measure
+    #[command(
+        long_about = BENCH_LONG_ABOUT,
+        after_long_help = BENCH_AFTER_LONG_HELP,
+        args_override_self = true,
+        allow_negative_numbers = true
+    )]
     Bench(BenchOpts),
-    /// `footprint`.
+    /// load N configs and measure the host process's RSS and thread count over time
+    #[command(
+        long_about = FOOTPRINT_LONG_ABOUT,
+        after_long_help = FOOTPRINT_HELP,
+        args_override_self = true,
+        allow_negative_numbers = true
+    )]
     Footprint(FootprintOpts),
 }
 
 /// Options of `run`.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq, Args)]
 pub struct RunOpts {
+    /// `--lib-dir` (a global option).
+    #[arg(skip)]
     pub lib_dir: Option<PathBuf>,
+    /// LogtailSysConfDir given to the base (default: a fresh directory
+    /// /tmp/host-harness-*, removed at exit)
+    #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     pub data_dir: Option<PathBuf>,
+    /// logstore for every config (default: the file stem)
+    #[arg(long, value_name = "NAME")]
     pub logstore: Option<String>,
+    /// stop after SECS seconds (fractions allowed)
+    #[arg(long, value_name = "SECS", value_parser = secs)]
     pub duration: Option<Duration>,
+    /// stop once N logs have arrived; exit 1 if stopped before that
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub expect_logs: Option<u64>,
+    /// print nothing per log group
+    #[arg(long)]
     pub quiet: bool,
+    /// print the final summary as one JSON line on stdout
+    #[arg(long)]
     pub summary_json: bool,
+    /// return -1 from the first N sends
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = count)]
     pub reject_first: u64,
+    /// return -1 with probability P (0..1), seeded by --seed
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub reject_rate: f64,
+    /// seed of --reject-rate
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = count)]
     pub seed: u64,
+    /// return -1 from every send during the first SECS seconds after Resume
+    #[arg(long, value_name = "SECS", value_parser = secs)]
     pub reject_for: Option<Duration>,
+    /// sleep MS milliseconds inside every send (back-pressure)
+    #[arg(long = "delay-ms", value_name = "MS", value_parser = millis)]
     pub delay: Option<Duration>,
+    /// every SECS: HoldOn(0), LoadConfig (files re-read), Resume()
+    #[arg(long, value_name = "SECS", value_parser = more_than_0_secs)]
     pub reload_every: Option<Duration>,
-    /// `--stats`: LoadGlobalConfig with short report intervals, render stats/alarms.
+    /// short report intervals (LoadGlobalConfig before InitPluginBaseV2);
+    /// statistics and alarms printed to stderr (see Statistics in --help)
+    #[arg(long, verbatim_doc_comment)]
     pub stats: bool,
-    /// `--stats-interval-ms` (StatisticsIntervalMs with `--stats`).
+    /// StatisticsIntervalMs given with --stats
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = crate::stats::DEFAULT_INTERVAL_MS,
+        value_parser = positive,
+        requires = "stats"
+    )]
     pub stats_interval_ms: u64,
+    /// pipeline config files
+    #[arg(value_name = "CONFIG.json", required = true)]
     pub configs: Vec<PathBuf>,
 }
 
 /// Options of `validate`.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Args)]
 pub struct ValidateOpts {
+    /// `--lib-dir` (a global option).
+    #[arg(skip)]
     pub lib_dir: Option<PathBuf>,
+    /// pipeline config files
+    #[arg(value_name = "CONFIG.json", required = true)]
     pub configs: Vec<PathBuf>,
 }
 
 /// What `bench` generates as the `content` of each log.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InputFormat {
-    /// nginx combined access-log lines.
+    /// nginx combined access-log lines of ~200 bytes
     #[default]
     Nginx,
-    /// JSON application-log lines.
+    /// JSON application-log lines of ~250 bytes: time, level, msg,
+    /// user_id, a nested request object (id, method, path, status,
+    /// client {ip}), latency_ms, tags
+    #[value(verbatim_doc_comment)]
     Json,
 }
 
@@ -352,27 +309,28 @@ impl InputFormat {
 }
 
 /// A `bench --scenario`: an input format with built-in processors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// nginx lines, no processors.
+    /// nginx lines, no processor (decode, aggregate, encode, send)
     Raw,
-    /// nginx lines, processor_regex.
+    /// nginx lines, processor_regex splitting the combined format into
+    /// 10 fields (examples/pipelines/bench/nginx-regex.json)
+    #[value(verbatim_doc_comment)]
     NginxRegex,
-    /// nginx lines, processor_regex + processor_filter_regex (drops 3xx) + processor_add_fields.
+    /// nginx lines, the same processor_regex, then processor_filter_regex
+    /// excluding status ^3\d\d$ (about 11% of the lines: the generator
+    /// counts them, so the expected log count is exact), then
+    /// processor_add_fields adding 2 fields
+    /// (examples/pipelines/bench/regex-filter-add.json)
+    #[value(verbatim_doc_comment)]
     RegexFilterAdd,
-    /// JSON lines, processor_json.
+    /// JSON lines, processor_json (SourceKey content, ExpandDepth 0: expand
+    /// every level, KeepSource default)
+    #[value(verbatim_doc_comment)]
     Json,
 }
 
 impl Scenario {
-    /// Every scenario, in help order.
-    pub const ALL: [Scenario; 4] = [
-        Scenario::Raw,
-        Scenario::NginxRegex,
-        Scenario::RegexFilterAdd,
-        Scenario::Json,
-    ];
-
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -393,21 +351,60 @@ impl Scenario {
 }
 
 /// Options of `bench`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Args)]
 pub struct BenchOpts {
-    /// `--scenario` (sets `input`; its processors replace `--processors`).
+    /// built-in input and processors; not with --input, --processors
+    #[arg(long, value_enum, value_name = "NAME")]
     pub scenario: Option<Scenario>,
+    /// what each log's one field `content` is (not with --scenario)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = InputFormat::Nginx,
+        conflicts_with = "scenario"
+    )]
     pub input: InputFormat,
+    /// `--lib-dir` (a global option).
+    #[arg(skip)]
     pub lib_dir: Option<PathBuf>,
+    /// LogtailSysConfDir (default: a fresh /tmp/host-harness-* directory)
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// events to push
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = positive)]
     pub events: u64,
+    /// logs per LogGroup / ProcessLogGroup call
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive_usize)]
     pub batch: usize,
+    /// host threads calling ProcessLogGroup concurrently
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = positive_usize)]
     pub threads: usize,
+    /// JSON array of processor entries ([{"type":..,"detail":{..}}, ..])
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     pub processors: Option<PathBuf>,
+    /// logs the host must receive (default: --events, or what the scenario
+    /// keeps; set it when your --processors drop or split events)
+    #[arg(long, value_name = "N", value_parser = count, verbatim_doc_comment)]
     pub expect_logs: Option<u64>,
+    /// global AggregatIntervalMs of the bench config
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = positive)]
     pub aggregate_ms: u64,
+    /// give up waiting for the logs after SECS; exit 1 (the process exits
+    /// 10 s later if a call into the base is stuck)
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "120",
+        value_parser = secs,
+        verbatim_doc_comment
+    )]
     pub timeout: Duration,
+    /// fully decode every received group (default: count logs cheaply)
+    #[arg(long)]
     pub verify: bool,
+    /// print one JSON line instead of the table
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -432,12 +429,18 @@ impl Default for BenchOpts {
 }
 
 /// Where the data of `footprint` comes from.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FootprintInput {
-    /// One `service_mock` input per config.
+    /// each config has one service_mock input producing --rate logs/s
+    /// (MaxLogCount 0, one field `content`); it checkpoints its position as
+    /// the host accepts data
+    #[value(verbatim_doc_comment)]
     #[default]
     Mock,
-    /// No inputs; the harness pushes with `ProcessLogGroup`.
+    /// no input (flusher_sls only); one harness thread pushes one LogGroup
+    /// of --rate logs per config every second with ProcessLogGroup
+    /// (--rate 0: configs stay idle)
+    #[value(verbatim_doc_comment)]
     HostFed,
 }
 
@@ -452,19 +455,45 @@ impl FootprintInput {
 }
 
 /// Options of `footprint`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Args)]
 pub struct FootprintOpts {
+    /// `--lib-dir` (a global option).
+    #[arg(skip)]
     pub lib_dir: Option<PathBuf>,
+    /// LogtailSysConfDir (default: a fresh /tmp/host-harness-* directory,
+    /// removed at exit)
+    #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     pub data_dir: Option<PathBuf>,
+    /// configs to load
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = positive_usize)]
     pub configs: usize,
+    /// where logs come from
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = FootprintInput::Mock)]
     pub input: FootprintInput,
-    /// Logs per second per config.
+    /// logs per second per config (0 only with --input host-fed)
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = count)]
     pub rate: u64,
-    /// Run time after Resume, warm-up included.
+    /// how long to run after Resume, warm-up included
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = secs)]
     pub duration: Duration,
+    /// wait this long after Resume before the first sample (at most
+    /// --duration); not part of the growth figures
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "10",
+        value_parser = secs,
+        verbatim_doc_comment
+    )]
     pub warmup: Duration,
+    /// interval between samples
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = more_than_0_secs)]
     pub sample_every: Duration,
+    /// print one JSON object (one line) on stdout instead of the report
+    #[arg(long)]
     pub json: bool,
+    /// no per-sample lines
+    #[arg(long)]
     pub quiet: bool,
 }
 
@@ -485,371 +514,160 @@ impl Default for FootprintOpts {
     }
 }
 
-/// One item of the command line.
-enum Item {
-    /// `--name` or `--name=value` (value kept for later), or `-h`.
-    Opt(String, Option<String>),
-    /// A positional argument.
-    Arg(String),
-}
-
-/// Walks the arguments of one command.
-struct Args {
-    rest: VecDeque<String>,
-    command: Option<&'static str>,
-    options_done: bool,
-}
-
-impl Args {
-    fn err(&self, message: impl Into<String>) -> UsageError {
-        UsageError {
-            message: message.into(),
-            command: self.command,
-        }
-    }
-
-    fn next(&mut self) -> Option<Item> {
-        loop {
-            let a = self.rest.pop_front()?;
-            if self.options_done || a == "-" || !a.starts_with('-') {
-                return Some(Item::Arg(a));
-            }
-            if a == "--" {
-                self.options_done = true;
-                continue;
-            }
-            return Some(match a.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => {
-                    Item::Opt(name.to_string(), Some(value.to_string()))
-                }
-                _ => Item::Opt(a, None),
-            });
-        }
-    }
-
-    fn value(&mut self, name: &str, inline: Option<String>) -> Result<String, UsageError> {
-        if let Some(v) = inline {
-            return Ok(v);
-        }
-        self.rest
-            .pop_front()
-            .ok_or_else(|| self.err(format!("option '{name}' needs a value")))
-    }
-
-    fn flag(&self, name: &str, inline: Option<String>) -> Result<bool, UsageError> {
-        match inline {
-            None => Ok(true),
-            Some(_) => Err(self.err(format!("option '{name}' takes no value"))),
-        }
-    }
-
-    fn u64(&mut self, name: &str, inline: Option<String>) -> Result<u64, UsageError> {
-        let v = self.value(name, inline)?;
-        v.trim().parse().map_err(|_| {
-            self.err(format!(
-                "option '{name}' needs a non-negative integer, got '{v}'"
-            ))
-        })
-    }
-
-    fn positive(&mut self, name: &str, inline: Option<String>) -> Result<u64, UsageError> {
-        let n = self.u64(name, inline)?;
-        if n == 0 {
-            return Err(self.err(format!("option '{name}' must be at least 1")));
-        }
-        Ok(n)
-    }
-
-    fn f64(&mut self, name: &str, inline: Option<String>) -> Result<f64, UsageError> {
-        let v = self.value(name, inline)?;
-        match v.trim().parse::<f64>() {
-            Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-            _ => Err(self.err(format!(
-                "option '{name}' needs a non-negative number, got '{v}'"
-            ))),
-        }
-    }
-
-    fn secs(&mut self, name: &str, inline: Option<String>) -> Result<Duration, UsageError> {
-        let x = self.f64(name, inline)?;
-        Duration::try_from_secs_f64(x)
-            .map_err(|_| self.err(format!("option '{name}' is too large")))
-    }
-
-    fn unknown(&self, name: &str) -> UsageError {
-        match self.command {
-            Some(cmd) => self.err(format!("unknown option '{name}' for '{cmd}'")),
-            None => self.err(format!("unknown option '{name}'")),
-        }
-    }
-}
-
 /// Parses the arguments after the program name.
 ///
 /// # Errors
 ///
-/// A [`UsageError`] for unknown commands or options, missing or malformed values, or
-/// missing required arguments.
-pub fn parse<I, S>(argv: I) -> Result<Command, UsageError>
+/// A [`clap::Error`] for `--help`, `help`, `--version` (exit code 0) and for usage errors:
+/// unknown commands or options, missing or malformed values, missing required arguments,
+/// options that do not go together (exit code 2). `main` prints it with [`clap::Error::print`].
+pub fn parse<I, S>(argv: I) -> Result<Command, clap::Error>
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: Into<OsString> + Clone,
 {
-    let mut args = Args {
-        rest: argv.into_iter().map(Into::into).collect(),
-        command: None,
-        options_done: false,
-    };
-    let mut lib_dir = None;
-    let command = loop {
-        match args.next() {
-            None => return Err(args.err("no command given (run, validate, bench, footprint)")),
-            Some(Item::Opt(o, _)) if o == "-h" || o == "--help" => {
-                return Ok(Command::Help(MAIN_HELP))
+    let argv =
+        std::iter::once(OsString::from("host-harness")).chain(argv.into_iter().map(Into::into));
+    let cli = Cli::try_parse_from(argv)?;
+    let mut command = cli.command;
+    match &mut command {
+        Command::Run(o) => o.lib_dir = cli.lib_dir,
+        Command::Validate(o) => o.lib_dir = cli.lib_dir,
+        Command::Bench(o) => {
+            o.lib_dir = cli.lib_dir;
+            if let Some(s) = o.scenario {
+                o.input = s.input();
             }
-            Some(Item::Opt(o, _)) if o == "-V" || o == "--version" => return Ok(Command::Version),
-            Some(Item::Opt(o, v)) if o == "--lib-dir" => {
-                lib_dir = Some(PathBuf::from(args.value(&o, v)?))
-            }
-            Some(Item::Opt(o, _)) => return Err(args.unknown(&o)),
-            Some(Item::Arg(a)) => break a,
         }
-    };
-    match command.as_str() {
-        "run" => parse_run(&mut args, lib_dir),
-        "validate" => parse_validate(&mut args, lib_dir),
-        "bench" => parse_bench(&mut args, lib_dir),
-        "footprint" => parse_footprint(&mut args, lib_dir),
-        "help" => Ok(Command::Help(match args.rest.front().map(String::as_str) {
-            None => MAIN_HELP,
-            Some("run") => RUN_HELP,
-            Some("validate") => VALIDATE_HELP,
-            Some("bench") => BENCH_HELP,
-            Some("footprint") => FOOTPRINT_HELP,
-            Some(other) => return Err(args.err(format!("unknown command '{other}'"))),
-        })),
-        other => Err(args.err(format!(
-            "unknown command '{other}' (expected run, validate, bench, footprint or help)"
-        ))),
+        Command::Footprint(o) => {
+            o.lib_dir = cli.lib_dir;
+            if o.rate == 0 && o.input == FootprintInput::Mock {
+                return Err(usage_error(
+                    "footprint",
+                    "'--rate 0' needs '--input host-fed' (service_mock produces at least 1 log/s)",
+                ));
+            }
+            if o.warmup > o.duration {
+                return Err(usage_error(
+                    "footprint",
+                    "'--warmup' cannot be longer than '--duration'",
+                ));
+            }
+        }
+    }
+    Ok(command)
+}
+
+/// A usage error of `command` that clap cannot check by itself (exit code 2).
+fn usage_error(command: &str, message: &str) -> clap::Error {
+    let mut cli = Cli::command();
+    cli.build();
+    let sub = cli
+        .find_subcommand_mut(command)
+        .expect("a command of the harness");
+    sub.error(ErrorKind::ArgumentConflict, message)
+}
+
+/// A non-negative integer.
+fn count(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| "needs a non-negative integer".to_string())
+}
+
+/// An integer of at least 1.
+fn positive(v: &str) -> Result<u64, String> {
+    match count(v)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
     }
 }
 
-fn parse_run(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, UsageError> {
-    args.command = Some("run");
-    let mut o = RunOpts {
-        lib_dir,
-        seed: 1,
-        stats_interval_ms: crate::stats::DEFAULT_INTERVAL_MS,
-        ..RunOpts::default()
-    };
-    let mut interval_given = false;
-    while let Some(item) = args.next() {
-        let (name, v) = match item {
-            Item::Arg(a) => {
-                o.configs.push(PathBuf::from(a));
-                continue;
-            }
-            Item::Opt(name, v) => (name, v),
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help(RUN_HELP)),
-            "--lib-dir" => o.lib_dir = Some(args.value(&name, v)?.into()),
-            "--data-dir" => o.data_dir = Some(args.value(&name, v)?.into()),
-            "--logstore" => o.logstore = Some(args.value(&name, v)?),
-            "--duration" => o.duration = Some(args.secs(&name, v)?),
-            "--expect-logs" => o.expect_logs = Some(args.positive(&name, v)?),
-            "--quiet" => o.quiet = args.flag(&name, v)?,
-            "--summary-json" => o.summary_json = args.flag(&name, v)?,
-            "--reject-first" => o.reject_first = args.u64(&name, v)?,
-            "--reject-rate" => {
-                let p = args.f64(&name, v)?;
-                if p > 1.0 {
-                    return Err(args.err(format!("option '{name}' needs a probability in 0..1")));
-                }
-                o.reject_rate = p;
-            }
-            "--seed" => o.seed = args.u64(&name, v)?,
-            "--reject-for" => o.reject_for = Some(args.secs(&name, v)?),
-            "--delay-ms" => o.delay = Some(Duration::from_millis(args.u64(&name, v)?)),
-            "--reload-every" => {
-                let d = args.secs(&name, v)?;
-                if d.is_zero() {
-                    return Err(args.err(format!("option '{name}' must be more than 0")));
-                }
-                o.reload_every = Some(d);
-            }
-            "--stats" => o.stats = args.flag(&name, v)?,
-            "--stats-interval-ms" => {
-                o.stats_interval_ms = args.positive(&name, v)?;
-                interval_given = true;
-            }
-            _ => return Err(args.unknown(&name)),
-        }
-    }
-    if interval_given && !o.stats {
-        return Err(args.err("option '--stats-interval-ms' needs --stats"));
-    }
-    if o.configs.is_empty() {
-        return Err(args.err("no CONFIG.json given"));
-    }
-    Ok(Command::Run(o))
+/// An integer of at least 1 that fits a `usize`.
+fn positive_usize(v: &str) -> Result<usize, String> {
+    usize::try_from(positive(v)?).map_err(|_| "is too large".to_string())
 }
 
-fn parse_validate(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, UsageError> {
-    args.command = Some("validate");
-    let mut o = ValidateOpts {
-        lib_dir,
-        configs: Vec::new(),
-    };
-    while let Some(item) = args.next() {
-        match item {
-            Item::Arg(a) => o.configs.push(PathBuf::from(a)),
-            Item::Opt(name, _) if name == "-h" || name == "--help" => {
-                return Ok(Command::Help(VALIDATE_HELP))
-            }
-            Item::Opt(name, v) if name == "--lib-dir" => {
-                o.lib_dir = Some(args.value(&name, v)?.into())
-            }
-            Item::Opt(name, _) => return Err(args.unknown(&name)),
-        }
+/// A finite non-negative number.
+fn number(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err("needs a non-negative number".to_string()),
     }
-    if o.configs.is_empty() {
-        return Err(args.err("no CONFIG.json given"));
-    }
-    Ok(Command::Validate(o))
 }
 
-fn parse_bench(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, UsageError> {
-    args.command = Some("bench");
-    let mut o = BenchOpts {
-        lib_dir,
-        ..BenchOpts::default()
-    };
-    let mut input_given = false;
-    while let Some(item) = args.next() {
-        let (name, v) = match item {
-            Item::Arg(a) => return Err(args.err(format!("unexpected argument '{a}'"))),
-            Item::Opt(name, v) => (name, v),
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help(BENCH_HELP)),
-            "--lib-dir" => o.lib_dir = Some(args.value(&name, v)?.into()),
-            "--data-dir" => o.data_dir = Some(args.value(&name, v)?.into()),
-            "--events" => o.events = args.positive(&name, v)?,
-            "--batch" => o.batch = to_usize(args, &name, v)?,
-            "--threads" => o.threads = to_usize(args, &name, v)?,
-            "--processors" => o.processors = Some(args.value(&name, v)?.into()),
-            "--expect-logs" => o.expect_logs = Some(args.u64(&name, v)?),
-            "--aggregate-ms" => o.aggregate_ms = args.positive(&name, v)?,
-            "--timeout" => o.timeout = args.secs(&name, v)?,
-            "--verify" => o.verify = args.flag(&name, v)?,
-            "--json" => o.json = args.flag(&name, v)?,
-            "--scenario" => {
-                let v = args.value(&name, v)?;
-                let s = Scenario::ALL.into_iter().find(|s| s.name() == v);
-                o.scenario = Some(s.ok_or_else(|| {
-                    args.err(format!(
-                        "unknown scenario '{v}' (expected raw, nginx-regex, regex-filter-add or json)"
-                    ))
-                })?);
-            }
-            "--input" => {
-                o.input = match args.value(&name, v)?.as_str() {
-                    "nginx" => InputFormat::Nginx,
-                    "json" => InputFormat::Json,
-                    other => {
-                        return Err(args.err(format!(
-                            "unknown input format '{other}' (expected nginx or json)"
-                        )))
-                    }
-                };
-                input_given = true;
-            }
-            _ => return Err(args.unknown(&name)),
-        }
+/// A probability, 0..1.
+fn probability(v: &str) -> Result<f64, String> {
+    match number(v)? {
+        p if p > 1.0 => Err("needs a probability in 0..1".to_string()),
+        p => Ok(p),
     }
-    if let Some(s) = o.scenario {
-        if input_given {
-            return Err(args.err("option '--input' cannot be used with --scenario"));
-        }
-        if o.processors.is_some() {
-            return Err(args.err("option '--processors' cannot be used with --scenario"));
-        }
-        o.input = s.input();
-    }
-    Ok(Command::Bench(o))
 }
 
-fn parse_footprint(args: &mut Args, lib_dir: Option<PathBuf>) -> Result<Command, UsageError> {
-    args.command = Some("footprint");
-    let mut o = FootprintOpts {
-        lib_dir,
-        ..FootprintOpts::default()
-    };
-    while let Some(item) = args.next() {
-        let (name, v) = match item {
-            Item::Arg(a) => return Err(args.err(format!("unexpected argument '{a}'"))),
-            Item::Opt(name, v) => (name, v),
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help(FOOTPRINT_HELP)),
-            "--lib-dir" => o.lib_dir = Some(args.value(&name, v)?.into()),
-            "--data-dir" => o.data_dir = Some(args.value(&name, v)?.into()),
-            "--configs" => o.configs = to_usize(args, &name, v)?,
-            "--input" => {
-                o.input = match args.value(&name, v)?.as_str() {
-                    "mock" => FootprintInput::Mock,
-                    "host-fed" => FootprintInput::HostFed,
-                    other => {
-                        return Err(args.err(format!(
-                            "unknown input '{other}' (expected mock or host-fed)"
-                        )))
-                    }
-                };
-            }
-            "--rate" => o.rate = args.u64(&name, v)?,
-            "--duration" => o.duration = args.secs(&name, v)?,
-            "--warmup" => o.warmup = args.secs(&name, v)?,
-            "--sample-every" => {
-                o.sample_every = args.secs(&name, v)?;
-                if o.sample_every.is_zero() {
-                    return Err(args.err(format!("option '{name}' must be more than 0")));
-                }
-            }
-            "--json" => o.json = args.flag(&name, v)?,
-            "--quiet" => o.quiet = args.flag(&name, v)?,
-            _ => return Err(args.unknown(&name)),
-        }
-    }
-    if o.rate == 0 && o.input == FootprintInput::Mock {
-        return Err(args.err(
-            "option '--rate 0' needs --input host-fed (service_mock produces at least 1 log/s)",
-        ));
-    }
-    if o.warmup > o.duration {
-        return Err(args.err("option '--warmup' cannot be longer than --duration"));
-    }
-    Ok(Command::Footprint(o))
+/// Seconds, fractions allowed.
+fn secs(v: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(number(v)?).map_err(|_| "is too large".to_string())
 }
 
-fn to_usize(args: &mut Args, name: &str, v: Option<String>) -> Result<usize, UsageError> {
-    let n = args.positive(name, v)?;
-    usize::try_from(n).map_err(|_| args.err(format!("option '{name}' is too large")))
+/// Seconds, more than 0.
+fn more_than_0_secs(v: &str) -> Result<Duration, String> {
+    match secs(v)? {
+        d if d.is_zero() => Err("must be more than 0".to_string()),
+        d => Ok(d),
+    }
+}
+
+/// Milliseconds, an integer.
+fn millis(v: &str) -> Result<Duration, String> {
+    count(v).map(Duration::from_millis)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ok(args: &[&str]) -> Command {
+        parse(args.iter().copied()).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
     fn run(args: &[&str]) -> RunOpts {
-        match parse(args.iter().copied()) {
-            Ok(Command::Run(o)) => o,
+        match ok(args) {
+            Command::Run(o) => o,
             other => panic!("expected run, got {other:?}"),
         }
     }
 
-    fn err(args: &[&str]) -> UsageError {
-        parse(args.iter().copied()).expect_err("expected a usage error")
+    fn bench(args: &[&str]) -> BenchOpts {
+        match ok(args) {
+            Command::Bench(o) => o,
+            other => panic!("expected bench, got {other:?}"),
+        }
+    }
+
+    fn footprint(args: &[&str]) -> FootprintOpts {
+        match ok(args) {
+            Command::Footprint(o) => o,
+            other => panic!("expected footprint, got {other:?}"),
+        }
+    }
+
+    /// A usage error (exit code 2) and its rendered text.
+    fn err(args: &[&str]) -> (ErrorKind, String) {
+        let e = parse(args.iter().copied()).expect_err("expected a usage error");
+        assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        (e.kind(), e.to_string())
+    }
+
+    /// The text `--help` (or `help`, `--version`) prints, with exit code 0.
+    fn shown(args: &[&str]) -> String {
+        let e = parse(args.iter().copied()).expect_err("expected help or version");
+        assert_eq!(e.exit_code(), 0, "{args:?}: {e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn the_clap_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -900,14 +718,31 @@ mod tests {
     }
 
     #[test]
-    fn run_defaults_and_double_dash() {
-        let o = run(&["run", "--", "--weird.json"]);
+    fn run_defaults_double_dash_and_repeats() {
+        let o = run(&["run", "--", "--weird.json", "-"]);
         assert_eq!(o.seed, 1);
-        assert_eq!(o.reject_rate, 0.0);
+        assert_eq!((o.reject_first, o.reject_rate), (0, 0.0));
         assert!(!o.stats);
         assert_eq!(o.stats_interval_ms, 2000);
-        assert!(!o.quiet && o.duration.is_none());
-        assert_eq!(o.configs, vec![PathBuf::from("--weird.json")]);
+        assert!(!o.quiet && !o.summary_json);
+        assert_eq!((o.duration, o.expect_logs, o.delay), (None, None, None));
+        assert_eq!((o.lib_dir, o.data_dir, o.logstore), (None, None, None));
+        assert_eq!(
+            o.configs,
+            vec![PathBuf::from("--weird.json"), PathBuf::from("-")]
+        );
+        // A repeated option keeps its last value; a repeated flag is still set.
+        let o = run(&[
+            "run",
+            "--duration",
+            "1",
+            "a.json",
+            "--duration=2",
+            "--quiet",
+            "--quiet",
+        ]);
+        assert_eq!(o.duration, Some(Duration::from_secs(2)));
+        assert!(o.quiet);
     }
 
     #[test]
@@ -918,85 +753,161 @@ mod tests {
         let o = run(&["run", "--stats-interval-ms=500", "--stats", "a.json"]);
         assert!(o.stats);
         assert_eq!(o.stats_interval_ms, 500);
-        assert!(err(&["run", "--stats-interval-ms", "500", "a.json"])
-            .message
-            .contains("needs --stats"));
+        let (kind, text) = err(&["run", "--stats-interval-ms", "500", "a.json"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument, "{text}");
+        assert!(text.contains("--stats"), "{text}");
+        let (kind, text) = err(&["run", "--stats", "--stats-interval-ms", "0", "a.json"]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(text.contains("at least 1"), "{text}");
+        let (_, text) = err(&["run", "--stats=1", "a.json"]);
         assert!(
-            err(&["run", "--stats", "--stats-interval-ms", "0", "a.json"])
-                .message
-                .contains("at least 1")
+            text.contains("unexpected value '1' for '--stats'"),
+            "{text}"
         );
-        assert!(err(&["run", "--stats=1", "a.json"])
-            .message
-            .contains("takes no value"));
-        assert!(RUN_HELP.contains("--stats-interval-ms"));
+        assert!(shown(&["run", "--help"]).contains("--stats-interval-ms"));
     }
 
     #[test]
-    fn lib_dir_after_command_wins() {
-        let o = run(&["--lib-dir=/a", "run", "--lib-dir", "/b", "x.json"]);
+    fn lib_dir_before_or_after_the_command() {
+        let o = run(&["run", "--lib-dir", "/b", "x.json"]);
         assert_eq!(o.lib_dir, Some(PathBuf::from("/b")));
+        let o = run(&["--lib-dir=/a", "run", "--lib-dir", "/b", "x.json"]);
+        assert_eq!(o.lib_dir, Some(PathBuf::from("/b")), "the later one wins");
+        let o = run(&["--lib-dir=/a", "--lib-dir=/c", "run", "x.json"]);
+        assert_eq!(o.lib_dir, Some(PathBuf::from("/c")));
+        let Command::Validate(v) = ok(&["validate", "--lib-dir=/v", "x.json"]) else {
+            panic!("expected validate");
+        };
+        assert_eq!(v.lib_dir, Some(PathBuf::from("/v")));
+        assert_eq!(
+            footprint(&["--lib-dir", "/f", "footprint"]).lib_dir,
+            Some("/f".into())
+        );
+        assert_eq!(bench(&["bench", "--lib-dir=/g"]).lib_dir, Some("/g".into()));
     }
 
     #[test]
     fn usage_errors() {
-        assert_eq!(err(&[]).command, None);
-        let e = err(&["run", "--bogus", "a.json"]);
-        assert_eq!(e.message, "unknown option '--bogus' for 'run'");
-        assert_eq!(e.command, Some("run"));
-        assert!(e.to_string().contains("host-harness run --help"));
-        assert_eq!(err(&["run"]).message, "no CONFIG.json given");
-        assert_eq!(err(&["validate"]).message, "no CONFIG.json given");
-        assert!(err(&["run", "a.json", "--duration"])
-            .message
-            .contains("needs a value"));
-        assert!(err(&["run", "a.json", "--duration", "x"])
-            .message
-            .contains("number"));
-        assert!(err(&["run", "a.json", "--reject-rate", "1.5"])
-            .message
-            .contains("0..1"));
-        assert!(err(&["run", "a.json", "--quiet=1"])
-            .message
-            .contains("takes no value"));
-        assert!(err(&["run", "a.json", "--reload-every", "0"])
-            .message
-            .contains("more than 0"));
-        assert!(err(&["bench", "--batch", "0"])
-            .message
-            .contains("at least 1"));
-        assert!(err(&["bench", "extra"])
-            .message
-            .contains("unexpected argument"));
-        assert!(err(&["frobnicate"]).message.contains("unknown command"));
-        assert!(err(&["--nope", "run"])
-            .message
-            .contains("unknown option '--nope'"));
+        let (kind, _) = err(&[]);
+        assert_eq!(kind, ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        let (kind, text) = err(&["run", "--bogus", "a.json"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument);
+        assert!(text.contains("unexpected argument '--bogus'"), "{text}");
+        assert!(text.contains("host-harness run"), "{text}");
+        let (_, text) = err(&["run", "--durration", "1", "a.json"]);
+        assert!(
+            text.contains("a similar argument exists: '--duration'"),
+            "{text}"
+        );
+        for cmd in ["run", "validate"] {
+            let (kind, text) = err(&[cmd]);
+            assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+            assert!(text.contains("<CONFIG.json>"), "{text}");
+        }
+        let (kind, _) = err(&["run", "a.json", "--duration"]);
+        assert_eq!(kind, ErrorKind::InvalidValue);
+        let cases: &[(&[&str], &str)] = &[
+            (&["run", "a.json", "--duration", "x"], "non-negative number"),
+            (
+                &["run", "a.json", "--duration", "-1"],
+                "non-negative number",
+            ),
+            (
+                &["run", "a.json", "--duration", "inf"],
+                "non-negative number",
+            ),
+            (&["run", "a.json", "--duration", "1e30"], "too large"),
+            (&["run", "a.json", "--reject-rate", "1.5"], "0..1"),
+            (
+                &["run", "a.json", "--reject-first", "2.5"],
+                "non-negative integer",
+            ),
+            (&["run", "a.json", "--expect-logs", "0"], "at least 1"),
+            (&["run", "a.json", "--reload-every", "0"], "more than 0"),
+            (
+                &["run", "a.json", "--delay-ms", "x"],
+                "non-negative integer",
+            ),
+            (&["bench", "--batch", "0"], "at least 1"),
+            (&["bench", "--threads", "0"], "at least 1"),
+            (&["bench", "--events", "many"], "non-negative integer"),
+            (&["bench", "--timeout", "soon"], "non-negative number"),
+        ];
+        for (args, needle) in cases {
+            let (kind, text) = err(args);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{args:?}: {text}");
+            assert!(text.contains(needle), "{args:?}: {text}");
+        }
+        let (_, text) = err(&["run", "a.json", "--quiet=1"]);
+        assert!(
+            text.contains("unexpected value '1' for '--quiet'"),
+            "{text}"
+        );
+        let (kind, _) = err(&["bench", "extra"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument);
+        let (kind, _) = err(&["frobnicate"]);
+        assert_eq!(kind, ErrorKind::InvalidSubcommand);
+        let (kind, _) = err(&["help", "frobnicate"]);
+        assert_eq!(kind, ErrorKind::InvalidSubcommand);
+        let (kind, text) = err(&["--nope", "run"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument);
+        assert!(text.contains("unexpected argument '--nope'"), "{text}");
+        let (kind, _) = err(&["run", "-V", "a.json"]);
+        assert_eq!(
+            kind,
+            ErrorKind::UnknownArgument,
+            "--version is top-level only"
+        );
     }
 
     #[test]
     fn help_everywhere() {
-        assert_eq!(parse(["--help"]), Ok(Command::Help(MAIN_HELP)));
-        assert_eq!(parse(["-h"]), Ok(Command::Help(MAIN_HELP)));
-        assert_eq!(parse(["help"]), Ok(Command::Help(MAIN_HELP)));
-        assert_eq!(parse(["help", "bench"]), Ok(Command::Help(BENCH_HELP)));
-        assert_eq!(parse(["run", "--help"]), Ok(Command::Help(RUN_HELP)));
-        assert_eq!(parse(["validate", "-h"]), Ok(Command::Help(VALIDATE_HELP)));
-        assert_eq!(parse(["bench", "--help"]), Ok(Command::Help(BENCH_HELP)));
+        let main = shown(&["--help"]);
+        for needle in [
+            "RTLD_LAZY|RTLD_LOCAL",
+            "run",
+            "validate",
+            "bench",
+            "footprint",
+            "--lib-dir",
+            "$PLUGIN_LIB_DIR",
+            "Exit codes:",
+            "2 usage error",
+        ] {
+            assert!(main.contains(needle), "{needle} not in\n{main}");
+        }
+        assert_eq!(shown(&["help"]), main);
+        let short = shown(&["-h"]);
+        assert!(short.contains("footprint") && !short.contains("Exit codes:"));
+        let run = shown(&["run", "--help"]);
+        assert_eq!(shown(&["help", "run"]), run);
+        for needle in [
+            "Sequence: InitPluginBaseV2",
+            "duplicate_pack_ids",
+            "alarm: <type>",
+        ] {
+            assert!(run.contains(needle), "{needle} not in\n{run}");
+        }
+        let validate = shown(&["validate", "--help"]);
+        assert!(validate.contains("CheckConfig(config name = file stem"));
+        assert!(shown(&["validate", "-h"]).contains("<CONFIG.json>..."));
+        let bench = shown(&["help", "bench"]);
+        assert_eq!(shown(&["bench", "--help"]), bench);
+        assert!(bench.contains("1 MB = 10^6 bytes") && bench.contains("Examples"));
+        let footprint = shown(&["footprint", "--help"]);
+        assert_eq!(shown(&["help", "footprint"]), footprint);
+        assert!(footprint.contains("Sequence: dlopen + callbacks"));
+        assert!(footprint.contains(FOOTPRINT_HELP), "{footprint}");
         assert_eq!(
-            parse(["footprint", "--help"]),
-            Ok(Command::Help(FOOTPRINT_HELP))
+            shown(&["--version"]),
+            format!("host-harness {}\n", env!("CARGO_PKG_VERSION"))
         );
-        assert_eq!(
-            parse(["help", "footprint"]),
-            Ok(Command::Help(FOOTPRINT_HELP))
-        );
-        assert_eq!(parse(["--version"]), Ok(Command::Version));
+        assert_eq!(shown(&["-V"]), shown(&["--version"]));
     }
 
     #[test]
     fn bench_options() {
-        let o = match parse([
+        let o = bench(&[
             "bench",
             "--events",
             "1000",
@@ -1013,37 +924,30 @@ mod tests {
             "5",
             "--aggregate-ms",
             "100",
-        ]) {
-            Ok(Command::Bench(o)) => o,
-            other => panic!("{other:?}"),
-        };
+            "--data-dir=/d",
+        ]);
         assert_eq!((o.events, o.batch, o.threads), (1000, 10, 2));
         assert_eq!(o.processors, Some(PathBuf::from("p.json")));
+        assert_eq!(o.data_dir, Some(PathBuf::from("/d")));
         assert!(o.verify && o.json);
         assert_eq!(o.expect_logs, Some(0));
         assert_eq!(o.timeout, Duration::from_secs(5));
         assert_eq!(o.aggregate_ms, 100);
-        let d = match parse(["bench"]) {
-            Ok(Command::Bench(o)) => o,
-            other => panic!("{other:?}"),
-        };
+        let d = bench(&["bench"]);
         assert_eq!(d, BenchOpts::default());
         assert_eq!((d.scenario, d.input), (None, InputFormat::Nginx));
     }
 
-    fn bench(args: &[&str]) -> BenchOpts {
-        match parse(args.iter().copied()) {
-            Ok(Command::Bench(o)) => o,
-            other => panic!("expected bench, got {other:?}"),
-        }
-    }
-
     #[test]
     fn bench_scenarios_and_inputs() {
-        for s in Scenario::ALL {
+        let help = shown(&["bench", "--help"]);
+        for &s in Scenario::value_variants() {
             let o = bench(&["bench", "--scenario", s.name()]);
             assert_eq!((o.scenario, o.input), (Some(s), s.input()));
-            assert!(BENCH_HELP.contains(s.name()), "{}", s.name());
+            assert!(help.contains(&format!("- {}:", s.name())), "{}", s.name());
+        }
+        for &i in InputFormat::value_variants() {
+            assert_eq!(bench(&["bench", "--input", i.name()]).input, i);
         }
         assert_eq!(
             bench(&["bench", "--scenario=json"]).input,
@@ -1056,26 +960,23 @@ mod tests {
         let o = bench(&["bench", "--input", "json", "--processors", "p.json"]);
         assert_eq!((o.scenario, o.input), (None, InputFormat::Json));
         assert_eq!(bench(&["bench", "--input=nginx"]).input, InputFormat::Nginx);
-        assert!(err(&["bench", "--scenario", "nope"])
-            .message
-            .contains("unknown scenario 'nope'"));
-        assert!(err(&["bench", "--input", "xml"])
-            .message
-            .contains("unknown input format 'xml'"));
-        assert!(err(&["bench", "--scenario", "raw", "--input", "json"])
-            .message
-            .contains("cannot be used with --scenario"));
+        let (kind, text) = err(&["bench", "--scenario", "nope"]);
+        assert_eq!(kind, ErrorKind::InvalidValue);
+        assert!(text.contains("invalid value 'nope'"), "{text}");
         assert!(
-            err(&["bench", "--processors", "p.json", "--scenario", "json"])
-                .message
-                .contains("cannot be used with --scenario")
+            text.contains("raw, nginx-regex, regex-filter-add, json"),
+            "{text}"
         );
-    }
-
-    fn footprint(args: &[&str]) -> FootprintOpts {
-        match parse(args.iter().copied()) {
-            Ok(Command::Footprint(o)) => o,
-            other => panic!("expected footprint, got {other:?}"),
+        let (kind, text) = err(&["bench", "--input", "xml"]);
+        assert_eq!(kind, ErrorKind::InvalidValue);
+        assert!(text.contains("invalid value 'xml'"), "{text}");
+        for args in [
+            &["bench", "--scenario", "raw", "--input", "json"][..],
+            &["bench", "--processors", "p.json", "--scenario", "json"],
+        ] {
+            let (kind, text) = err(args);
+            assert_eq!(kind, ErrorKind::ArgumentConflict, "{text}");
+            assert!(text.contains("cannot be used with"), "{text}");
         }
     }
 
@@ -1091,7 +992,6 @@ mod tests {
         assert_eq!(d.warmup, Duration::from_secs(10));
         assert_eq!(d.sample_every, Duration::from_secs(5));
         assert!(!d.json && !d.quiet);
-        assert!(MAIN_HELP.contains("footprint"));
     }
 
     #[test]
@@ -1128,54 +1028,43 @@ mod tests {
         assert_eq!((o.input, o.rate), (FootprintInput::Mock, 50));
         let o = footprint(&["footprint", "--warmup", "5", "--duration", "5"]);
         assert_eq!(o.warmup, o.duration);
-        for f in FOOTPRINT_OPTIONS {
-            assert!(FOOTPRINT_HELP.contains(f), "help does not document {f}");
+        for &i in FootprintInput::value_variants() {
+            assert_eq!(footprint(&["footprint", "--input", i.name()]).input, i);
         }
     }
 
-    /// Every option of `footprint` (the JSON fields are checked in footprint.rs).
-    const FOOTPRINT_OPTIONS: &[&str] = &[
-        "--configs",
-        "--input",
-        "--rate",
-        "--duration",
-        "--warmup",
-        "--sample-every",
-        "--data-dir",
-        "--json",
-        "--quiet",
-        "--lib-dir",
-    ];
-
     #[test]
     fn footprint_usage_errors() {
-        let e = err(&["footprint", "--input", "file"]);
-        assert!(e.message.contains("unknown input 'file'"), "{}", e.message);
-        assert_eq!(e.command, Some("footprint"));
-        assert!(err(&["footprint", "--rate", "0"])
-            .message
-            .contains("needs --input host-fed"));
-        assert!(err(&["footprint", "--configs", "0"])
-            .message
-            .contains("at least 1"));
-        assert!(err(&["footprint", "--sample-every", "0"])
-            .message
-            .contains("more than 0"));
-        assert!(err(&["footprint", "--warmup", "20", "--duration", "10"])
-            .message
-            .contains("cannot be longer than --duration"));
-        assert!(err(&["footprint", "--rate", "-1"])
-            .message
-            .contains("non-negative integer"));
-        assert!(err(&["footprint", "--json=yes"])
-            .message
-            .contains("takes no value"));
-        assert!(err(&["footprint", "x"])
-            .message
-            .contains("unexpected argument"));
-        assert_eq!(
-            err(&["footprint", "--events", "1"]).message,
-            "unknown option '--events' for 'footprint'"
+        let (kind, text) = err(&["footprint", "--input", "file"]);
+        assert_eq!(kind, ErrorKind::InvalidValue);
+        assert!(text.contains("invalid value 'file'"), "{text}");
+        assert!(text.contains("mock, host-fed"), "{text}");
+        let (kind, text) = err(&["footprint", "--rate", "0"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(text.contains("needs '--input host-fed'"), "{text}");
+        assert!(text.contains("host-harness footprint"), "{text}");
+        let (_, text) = err(&["footprint", "--configs", "0"]);
+        assert!(text.contains("at least 1"), "{text}");
+        let (_, text) = err(&["footprint", "--sample-every", "0"]);
+        assert!(text.contains("more than 0"), "{text}");
+        let (kind, text) = err(&["footprint", "--warmup", "20", "--duration", "10"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            text.contains("cannot be longer than '--duration'"),
+            "{text}"
         );
+        let (kind, text) = err(&["footprint", "--rate", "-1"]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(text.contains("non-negative integer"), "{text}");
+        let (_, text) = err(&["footprint", "--json=yes"]);
+        assert!(
+            text.contains("unexpected value 'yes' for '--json'"),
+            "{text}"
+        );
+        let (kind, _) = err(&["footprint", "x"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument);
+        let (kind, text) = err(&["footprint", "--events", "1"]);
+        assert_eq!(kind, ErrorKind::UnknownArgument);
+        assert!(text.contains("unexpected argument '--events'"), "{text}");
     }
 }

@@ -19,22 +19,15 @@ mod validate;
 use cli::Command;
 
 fn main() {
-    let code = match cli::parse(std::env::args().skip(1)) {
-        Ok(Command::Help(text)) => {
-            print!("{text}");
-            0
-        }
-        Ok(Command::Version) => {
-            println!("host-harness {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
+    let code = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(o)) => run::run(o),
         Ok(Command::Validate(o)) => validate::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
         Ok(Command::Footprint(o)) => footprint::run(o),
+        // Help and version on stdout (exit code 0), usage errors on stderr (exit code 2).
         Err(e) => {
-            eprintln!("{e}");
-            2
+            let _ = e.print();
+            e.exit_code()
         }
     };
     // Exit without unloading the libraries: base threads may still be running.
