@@ -124,11 +124,11 @@ CPU-second, and peak RSS.
 SCENARIOS (--scenario NAME sets the input and the processors; the JSON is built in):
     raw               nginx lines, no processor (decode, aggregate, encode, send)
     nginx-regex       nginx lines, processor_regex splitting the combined format into 10 fields
-                      (examples/pipelines/bench/nginx-regex.json)
+                      (host-harness/scenarios/nginx-regex.json)
     regex-filter-add  nginx lines, the same processor_regex, then processor_filter_regex
                       excluding status ^3\\d\\d$ (about 11% of the lines: the generator counts
                       them, so the expected log count is exact), then processor_add_fields
-                      adding 2 fields (examples/pipelines/bench/regex-filter-add.json)
+                      adding 2 fields (host-harness/scenarios/regex-filter-add.json)
     json              JSON lines, processor_json (SourceKey content, ExpandDepth 0: expand
                       every level, KeepSource default)
 
