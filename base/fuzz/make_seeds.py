@@ -22,7 +22,7 @@ def write(target, name, data):
 # ---- config_parse -------------------------------------------------------------------------
 def configs():
     for src in ["examples/pipelines/quickstart.json", "examples/pipelines/processor-chain.json",
-                "examples/pipelines/broken.json", "examples/c-host/demo.json"]:
+                "examples/invalid/broken.json", "examples/c-host/demo.json"]:
         path = os.path.join(ROOT, src)
         if os.path.exists(path):
             with open(path, "rb") as f:

@@ -22,9 +22,9 @@ const RING_MAX: u64 = 64;
 const RING_BYTES: u64 = 64 << 20;
 
 /// Processors of `--scenario nginx-regex`.
-const NGINX_REGEX: &str = include_str!("../../examples/pipelines/bench/nginx-regex.json");
+const NGINX_REGEX: &str = include_str!("../scenarios/nginx-regex.json");
 /// Processors of `--scenario regex-filter-add` (the filter drops status `^3\d\d$`).
-const REGEX_FILTER_ADD: &str = include_str!("../../examples/pipelines/bench/regex-filter-add.json");
+const REGEX_FILTER_ADD: &str = include_str!("../scenarios/regex-filter-add.json");
 /// Processors of `--scenario json`.
 const JSON: &str = r#"[
   { "type": "processor_json", "detail": { "SourceKey": "content", "ExpandDepth": 0 } }

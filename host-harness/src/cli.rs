@@ -314,14 +314,14 @@ pub enum Scenario {
     /// nginx lines, no processor (decode, aggregate, encode, send)
     Raw,
     /// nginx lines, processor_regex splitting the combined format into
-    /// 10 fields (examples/pipelines/bench/nginx-regex.json)
+    /// 10 fields (host-harness/scenarios/nginx-regex.json)
     #[value(verbatim_doc_comment)]
     NginxRegex,
     /// nginx lines, the same processor_regex, then processor_filter_regex
     /// excluding status ^3\d\d$ (about 11% of the lines: the generator
     /// counts them, so the expected log count is exact), then
     /// processor_add_fields adding 2 fields
-    /// (examples/pipelines/bench/regex-filter-add.json)
+    /// (host-harness/scenarios/regex-filter-add.json)
     #[value(verbatim_doc_comment)]
     RegexFilterAdd,
     /// JSON lines, processor_json (SourceKey content, ExpandDepth 0: expand

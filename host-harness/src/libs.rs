@@ -138,7 +138,7 @@ unsafe fn sym<F: Copy>(lib: &Library, name: &'static str) -> Option<F> {
 }
 
 fn required<F: Copy>(lib: &Library, path: &Path, name: &'static str) -> Result<F, LoadError> {
-    // SAFETY: each call site names the type documented for `name` in shared/abi/logtail.md.
+    // SAFETY: each call site names the type documented for `name` in include/ABI.md and the headers.
     unsafe { sym::<F>(lib, name) }.ok_or_else(|| LoadError::Symbol {
         path: path.to_path_buf(),
         name,

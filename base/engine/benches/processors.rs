@@ -24,7 +24,7 @@ const EVENTS: usize = 1024;
 /// Log time of the generated events (2023-11-14).
 const TIME: u32 = 1_700_000_000;
 
-/// The nginx combined-format regex of examples/pipelines/bench/nginx-regex.json.
+/// The nginx combined-format regex of host-harness/scenarios/nginx-regex.json.
 const NGINX_REGEX: &str = r#"{
     "type": "processor_regex",
     "detail": {
