@@ -6,10 +6,12 @@
 #   bash examples/c-host/asan.sh target/debug examples/c-host/demo.json demo 5000 60
 #
 # (CONFIGNAME may be left out: it then defaults to CONFIG's file name without `.json`.)
-# Build the libraries first (`cargo build`). Only main.c is instrumented; the Rust .so files
-# are not, but ASan's malloc/free interposition still covers the buffers they hand to the host
-# (SendPb's protobuf, the strings of the callbacks), so an out-of-bounds read by the host's
-# protobuf walker or a use-after-free of a callback buffer is caught.
+# Build the libraries first (`cargo build`): a library older than a source file it is built
+# from (per the dep-info cargo writes next to it) is refused, unless C_HOST_ALLOW_STALE=1.
+# Only main.c is instrumented; the Rust .so files are not, but ASan's malloc/free interposition
+# still covers the buffers they hand to the host (SendPb's protobuf, the strings of the
+# callbacks), so an out-of-bounds read by the host's protobuf walker or a use-after-free of a
+# callback buffer is caught.
 #
 # Fails (exit 1) on a non-zero exit of c-host or on any sanitizer report.
 #
@@ -37,6 +39,39 @@ mkdir -p "$OUT"
 for lib in libPluginAdapter.so libPluginBase.so; do
     [[ -f "$LIBDIR/$lib" ]] || { echo "asan.sh: $LIBDIR/$lib missing (run cargo build)" >&2; exit 2; }
 done
+
+# The libraries must be built from the current tree: each must be newer than every file of this
+# checkout that its dep-info (LIB.d, written by cargo next to LIB.so) lists. An older build on
+# purpose: C_HOST_ALLOW_STALE=1.
+stale() { # LIB.so -> prints the inputs it is older than (or why it cannot tell)
+    local lib=$1 d=${1%.so}.d
+    if [[ ! -f "$d" ]]; then
+        echo "$d (missing: cannot tell what $lib was built from)"
+        return
+    fi
+    # `out: in1 in2 ...`, spaces inside a path escaped as `\ `.
+    local inputs
+    inputs=$(sed -e 's/^[^:]*: //' -e 's/\\ /\x01/g' "$d" | tr ' ' '\n' | tr '\001' ' ' |
+        { grep "^$ROOT/" || true; } | sort -u)
+    if [[ -z "$inputs" ]]; then
+        echo "$d (lists no file of $ROOT: built from another checkout?)"
+        return
+    fi
+    while IFS= read -r f; do
+        [[ -e "$f" && ! "$f" -nt "$lib" ]] || echo "$f"
+    done <<<"$inputs"
+}
+if [[ "${C_HOST_ALLOW_STALE:-0}" != 1 ]]; then
+    for lib in libPluginAdapter.so libPluginBase.so; do
+        newer=$(stale "$LIBDIR/$lib")
+        if [[ -n "$newer" ]]; then
+            echo "asan.sh: $LIBDIR/$lib is STALE: not built from the current tree; newer or missing:" >&2
+            echo "$newer" | head -20 | sed 's/^/    /' >&2
+            echo "asan.sh: rebuild it (cargo build -p adaptor -p base), or C_HOST_ALLOW_STALE=1 to use it anyway" >&2
+            exit 2
+        fi
+    done
+fi
 
 CC=${CC:-gcc}
 echo "== building c-host with -fsanitize=address,undefined ($CC)"

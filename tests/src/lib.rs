@@ -11,6 +11,7 @@
 //!
 //! Modules:
 //! - [`ffi`]: Go's C types, the dlopened libraries and the base symbol table.
+//! - [`libs`]: the libraries and the harness the tests load, built from the current tree.
 //! - [`base`]: safe wrappers (`&str` / `&[u8]`) over every base export.
 //! - [`callbacks`]: the host callbacks and the configurable send policy.
 //! - [`store`]: what the host accepted (log groups, counters).
@@ -25,6 +26,7 @@ pub mod analysis;
 pub mod base;
 pub mod callbacks;
 pub mod ffi;
+pub mod libs;
 pub mod proto;
 pub mod session;
 pub mod store;

@@ -6,6 +6,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::libs;
+
 /// The workspace root (`<CARGO_MANIFEST_DIR>/..`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -14,25 +16,34 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where `libPluginAdapter.so`, `libPluginBase.so` and `host-harness` are:
-/// env `PLUGIN_LIB_DIR`, else `<repo>/target/debug`.
+/// Where `libPluginAdapter.so`, `libPluginBase.so` and `host-harness` are: env
+/// `PLUGIN_LIB_DIR` as it is, else the output of the build of the current tree that the
+/// first call of the process runs (see [`crate::libs`]).
+///
+/// # Panics
+/// When that build fails.
 pub fn lib_dir() -> PathBuf {
-    match std::env::var_os("PLUGIN_LIB_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => repo_root().join("target").join("debug"),
+    match libs::override_dir() {
+        Some(d) => d,
+        None => libs::built().dir.clone(),
     }
 }
 
-/// The `host-harness` binary built with the libraries in [`lib_dir`].
+/// The `host-harness` binary next to the libraries of [`lib_dir`].
 ///
 /// # Panics
-/// When it does not exist (the workspace was not built).
+/// When the build fails, or `PLUGIN_LIB_DIR` has no `host-harness`.
 pub fn harness_bin() -> PathBuf {
-    let p = lib_dir().join("host-harness");
+    let Some(dir) = libs::override_dir() else {
+        return libs::built().harness.clone();
+    };
+    let p = dir.join("host-harness");
     assert!(
         p.exists(),
-        "{} does not exist (build the workspace first)",
-        p.display()
+        "{} does not exist ({}={} names a directory without the harness)",
+        p.display(),
+        libs::LIB_DIR_ENV,
+        dir.display()
     );
     p
 }
@@ -213,7 +224,8 @@ pub fn child_role() -> Option<String> {
 /// Runs test `name` of the current test binary alone in a new process, with
 /// [`CHILD_ROLE`]` = role` and `env` set: for scenarios that need a second host process
 /// (a restart after exit), each with its own base. The child test returns at once unless it
-/// finds its role.
+/// finds its role. The child loads the libraries of this process ([`lib_dir`], passed as
+/// `PLUGIN_LIB_DIR` unless `env` sets it) and builds nothing.
 pub fn run_test_in_child(
     name: &str,
     role: &str,
@@ -223,7 +235,8 @@ pub fn run_test_in_child(
     let exe = std::env::current_exe().expect("path of the test binary");
     let mut cmd = Command::new(exe);
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, role);
+        .env(CHILD_ROLE, role)
+        .env(libs::LIB_DIR_ENV, lib_dir());
     for (k, v) in env {
         cmd.env(k, v);
     }
