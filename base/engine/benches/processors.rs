@@ -6,7 +6,7 @@
 //! Throughput is the bytes of the input values (keys excluded), in decimal units, so criterion
 //! reports MB/s (10^6 bytes, like `host-harness bench`).
 //!
-//! Run: `cargo bench -p base --bench processors` (add `-- --quick` for a short run, or a
+//! Run: `cargo bench -p plugin-engine --bench processors` (add `-- --quick` for a short run, or a
 //! filter such as `-- processor_regex`).
 
 use std::time::Duration;
