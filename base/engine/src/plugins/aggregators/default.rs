@@ -4,10 +4,6 @@
 
 use crate::api::prelude::*;
 use crate::api::{Ack, PackIds};
-use crate::event::{EventGroup, LogEvent};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -4,10 +4,7 @@
 //! undelivered at a stop stay in the outbox for the config's next instance.
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
 use crate::proto::{encode_log_group, GroupHeader};
-use serde::Deserialize;
-use serde_json::Value;
 use std::sync::Arc;
 
 const SHARD_HASH_TAG: &[u8] = b"__shardhash__";

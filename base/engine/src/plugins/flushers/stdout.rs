@@ -1,9 +1,7 @@
 //! `flusher_stdout`: writes one JSON object per log (to stdout, or appended to `FileName`).
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use std::io::Write;
 
 /// Options of `flusher_stdout`.

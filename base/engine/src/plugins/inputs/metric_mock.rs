@@ -3,10 +3,6 @@
 
 use super::{mock_event, pairs};
 use crate::api::prelude::*;
-use crate::event::{now, EventGroup};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Options of `metric_mock`.

@@ -10,10 +10,6 @@
 use super::{mock_event, pairs};
 use crate::api::prelude::*;
 use crate::api::{AckWindow, Fnv64a};
-use crate::event::{now, EventGroup};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,10 +1,6 @@
 //! `processor_add_fields`: adds fixed fields to every log.
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Options of `processor_add_fields`.

@@ -1,9 +1,6 @@
 //! `processor_default`: passes groups through unchanged.
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
-use serde::Deserialize;
-use serde_json::Value;
 
 /// `processor_default` takes no options.
 #[derive(Debug, Default, Deserialize)]

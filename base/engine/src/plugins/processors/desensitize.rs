@@ -10,13 +10,9 @@
 //! text (of the whole value for `full`).
 
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup};
 use crate::patterns::{self, go_pattern, Wrap};
-use bytes::Bytes;
 use md5::{Digest, Md5};
 use regex::bytes::{CaptureLocations, Regex};
-use serde::Deserialize;
-use serde_json::Value;
 
 /// Options of `processor_desensitize`.
 #[derive(Debug, Deserialize)]

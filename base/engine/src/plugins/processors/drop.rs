@@ -1,9 +1,6 @@
 //! `processor_drop`: removes the named keys from every log.
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
-use serde::Deserialize;
-use serde_json::Value;
 
 /// Options of `processor_drop`.
 #[derive(Debug, Default, Deserialize)]

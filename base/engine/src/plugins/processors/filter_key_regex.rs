@@ -3,11 +3,8 @@
 //! Regexes search (use `^…$` to anchor).
 
 use crate::api::prelude::*;
-use crate::event::{EventGroup, LogEvent};
 use crate::patterns::{compile, Wrap};
 use regex::bytes::Regex;
-use serde::Deserialize;
-use serde_json::Value;
 
 /// Options of `processor_filter_key_regex`.
 #[derive(Debug, Default, Deserialize)]

@@ -2,12 +2,8 @@
 //! matches, and no `Exclude` key's value matches. Regexes search (use `^…$` to anchor).
 
 use crate::api::prelude::*;
-use crate::event::{EventGroup, LogEvent};
 use crate::patterns::{compile, Wrap};
-use bytes::Bytes;
 use regex::bytes::Regex;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Options of `processor_filter_regex`.

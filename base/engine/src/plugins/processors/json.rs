@@ -8,12 +8,8 @@
 
 use super::parse_support::{preview, set_all, WarnLimiter};
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup, LogEvent};
-use bytes::Bytes;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 

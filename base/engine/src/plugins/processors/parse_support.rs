@@ -2,8 +2,6 @@
 //! rate-limited warnings (iLogtail "alarms"). Go-compatible regexes are in [`crate::patterns`].
 
 use crate::api::prelude::*;
-use crate::event::{config_text, LogEvent};
-use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

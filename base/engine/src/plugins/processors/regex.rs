@@ -3,13 +3,9 @@
 
 use super::parse_support::{preview, SourceKey, WarnLimiter};
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup, LogEvent};
 use crate::patterns::plan::Plan;
 use crate::patterns::{compile, compile_bytes, go_pattern, splits_char, Wrap};
-use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex};
-use serde::Deserialize;
-use serde_json::Value;
 
 const NAME: &str = "processor_regex";
 

@@ -2,10 +2,6 @@
 
 use super::parse_support::WarnLimiter;
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup, LogEvent};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashSet;
 
 const NAME: &str = "processor_rename";

@@ -4,10 +4,6 @@
 
 use super::parse_support::{preview, set_all, SourceKey, WarnLimiter};
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup, LogEvent};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 
 const NAME: &str = "processor_split_char";
 

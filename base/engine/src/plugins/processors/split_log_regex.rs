@@ -16,11 +16,8 @@
 
 use super::split_log_string::Splitter;
 use crate::api::prelude::*;
-use crate::event::EventGroup;
 use crate::patterns::{self, go_pattern, Wrap};
 use regex::bytes::Regex;
-use serde::Deserialize;
-use serde_json::Value;
 
 const NAME: &str = "processor_split_log_regex";
 

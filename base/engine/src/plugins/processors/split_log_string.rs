@@ -7,10 +7,6 @@
 
 use super::parse_support::{SourceKey, WarnLimiter};
 use crate::api::prelude::*;
-use crate::event::{EventGroup, LogEvent};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 
 const NAME: &str = "processor_split_log_string";
 

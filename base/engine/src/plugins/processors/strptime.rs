@@ -9,10 +9,6 @@
 use super::parse_support::{preview, WarnLimiter};
 use super::timefmt::{Layout, Zone};
 use crate::api::prelude::*;
-use crate::event::{config_text, EventGroup};
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 
 const NAME: &str = "processor_strptime";
 

@@ -2,9 +2,6 @@
 //! failing plugin cannot take the host down.
 
 use crate::api::prelude::*;
-use crate::event::EventGroup;
-use serde::Deserialize;
-use serde_json::Value;
 
 /// `processor_test_panic` takes no options.
 #[derive(Debug, Default, Deserialize)]

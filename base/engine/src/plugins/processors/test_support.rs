@@ -1,9 +1,6 @@
 //! Helpers shared by the processors' unit tests.
 
 use crate::api::prelude::*;
-use crate::event::{EventGroup, LogEvent};
-use bytes::Bytes;
-use serde_json::Value;
 
 /// Builds a processor with `new` from `detail` in a check context; panics on a config error.
 pub(crate) fn built<T>(
