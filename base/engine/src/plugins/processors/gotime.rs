@@ -395,24 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn registered_with_the_other_time_and_split_processors() {
-        let cfg = r#"{"processors":[
-            {"type":"processor_split_log_regex","detail":{"SplitRegex":"\\d+.*"}},
-            {"type":"processor_split_log_string","detail":{"SplitKey":"content"}},
-            {"type":"processor_strptime","detail":{"SourceKey":"t","Format":"%F %T"}},
-            {"type":"processor_gotime","detail":{"SourceKey":"t","SourceFormat":"2006","DestKey":"d","DestFormat":"06"}},
-            {"type":"processor_desensitize","detail":{"SourceKey":"pw","Method":"md5"}}
-        ]}"#;
-        let c = crate::registry::parse_config("cfg", cfg).unwrap();
-        assert_eq!(c.processors.len(), 5);
-        let bad = cfg.replace(r#""Format":"%F %T""#, r#""Format":"%F %Q""#);
-        let errs = crate::registry::parse_config("cfg", &bad).unwrap_err();
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].field.as_deref(), Some("detail.Format"));
-        assert!(errs[0].message.contains("%Q"), "{}", errs[0].message);
-    }
-
-    #[test]
     fn parse_int_is_go_parse_int() {
         assert_eq!(parse_int(b"-12"), Some(-12));
         assert_eq!(parse_int(b"+7"), Some(7));
