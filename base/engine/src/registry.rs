@@ -212,12 +212,14 @@ pub fn parse_config(name: &str, json: &str) -> Result<PipelineConfig, Vec<Config
                 ),
             )),
             Err(BuildError::Detail(d)) => {
-                let field = if d.field.is_empty() {
-                    "detail".to_string()
-                } else {
-                    format!("detail.{}", d.field)
-                };
-                errors.push(err(spec, field, d.message))
+                for d in d.into_all() {
+                    let field = if d.field.is_empty() {
+                        "detail".to_string()
+                    } else {
+                        format!("detail.{}", d.field)
+                    };
+                    errors.push(err(spec, field, d.message));
+                }
             }
         }
     }
@@ -283,6 +285,78 @@ mod config_tests {
             r#"{"inputs":[{"type":"nope_in"}],"processors":[{"type":"processor_drop","detail":{"DropKeys":"x"}}],"flushers":[{"type":"flusher_nope"}]}"#,
         );
         assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn every_error_of_a_plugin_is_reported() {
+        // Ill-typed required `Keys`, unknown `Bogus`, ill-typed `FullMatch`, missing `Regex`:
+        // four errors, and no "missing field `Keys`" caused by dropping the ill-typed one.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex",
+                "detail":{"Keys":"a","Bogus":1,"FullMatch":"yes","KeepSource":false}}]}"#,
+        );
+        let at = "config \"cfg\": plugin processors[0] (processor_regex): field";
+        assert_eq!(e.len(), 4, "{e:#?}");
+        for want in [
+            "\"detail.Keys\": invalid type",
+            "\"detail.Bogus\": unknown field",
+            "\"detail.FullMatch\": invalid type",
+            "\"detail\": missing field `Regex`",
+        ] {
+            let want = format!("{at} {want}");
+            assert!(
+                e.iter().any(|l| l.starts_with(&want)),
+                "no {want:?} in {e:#?}"
+            );
+        }
+        assert!(
+            !e.iter().any(|l| l.contains("missing field `Keys`")),
+            "{e:#?}"
+        );
+
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex","detail":{"Regex":1,"Keys":["a"]}}]}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].contains("field \"detail.Regex\": invalid type"),
+            "{}",
+            e[0]
+        );
+
+        // Inside a nested value: the element's error, then the sibling's.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_add_fields",
+                "detail":{"Fields":{"a":3,"b":"x","c":[]},"Nope":true}}]}"#,
+        );
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].contains("field \"detail.Fields.a\""), "{}", e[0]);
+        assert!(e[1].contains("field \"detail.Fields.c\""), "{}", e[1]);
+        assert!(e[2].contains("field \"detail.Nope\""), "{}", e[2]);
+
+        // An error inside an array element drops the array (no renumbering, no bogus
+        // "missing field"), and the rest is still checked.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex",
+                "detail":{"Regex":"(a)","Keys":["a",1,2],"Extra":0}}]}"#,
+        );
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e.iter().any(|l| l.contains("field \"detail.Keys[1]\"")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|l| l.contains("field \"detail.Extra\"")),
+            "{e:#?}"
+        );
+
+        // Bounded.
+        let many: Vec<String> = (0..40).map(|i| format!("\"X{i}\":1")).collect();
+        let json = format!(
+            r#"{{"processors":[{{"type":"processor_drop","detail":{{"DropKeys":["a"],{}}}}}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(errors(&json).len(), crate::api::MAX_DETAIL_ERRORS);
     }
 
     #[test]
