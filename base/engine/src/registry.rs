@@ -258,6 +258,33 @@ mod config_tests {
     }
 
     #[test]
+    fn priority_is_accepted_and_processors_keep_their_array_order() {
+        // As in iLogtail's Go loader: `#priority` is stripped and the processors run in the
+        // order they are listed, whatever their priorities.
+        let c = parse(
+            "cfg",
+            r#"{"processors":[{"type":"processor_add_fields#9","detail":{"Fields":{"a":"b"}}},
+                              {"type":"processor_drop/x#1","detail":{"DropKeys":["a"]}},
+                              {"type":"processor_default#-3"}]}"#,
+        )
+        .unwrap();
+        let order: Vec<(&str, Option<i64>)> = c
+            .processors
+            .iter()
+            .map(|p| (p.type_name.as_str(), p.priority))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("processor_add_fields", Some(9)),
+                ("processor_drop", Some(1)),
+                ("processor_default", Some(-3))
+            ]
+        );
+        assert_eq!(c.processors[1].instance_name(), "processor_drop/x");
+    }
+
+    #[test]
     fn errors_name_config_plugin_and_field() {
         let e = errors(r#"{"processors":[{"type":"processor_nope"}]}"#);
         assert_eq!(e.len(), 1);
@@ -357,6 +384,60 @@ mod config_tests {
             many.join(",")
         );
         assert_eq!(errors(&json).len(), crate::api::MAX_DETAIL_ERRORS);
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_an_error() {
+        let e =
+            errors(r#"{"inputz":[{"type":"metric_mock"}],"flushers":[{"type":"flusher_stdout"}]}"#);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(
+                "config \"cfg\": field \"inputz\": unknown top-level key (did you mean `inputs`?)"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].contains("global, inputs, processors, aggregators, flushers, extensions"),
+            "{}",
+            e[0]
+        );
+        let e = errors(r#"{"comment":"x"}"#);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(!e[0].contains("did you mean"), "{}", e[0]);
+        // Every known key is accepted.
+        parse(
+            "cfg",
+            r#"{"global":{},"inputs":[],"processors":[],"aggregators":[],"flushers":[],"extensions":[]}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn unknown_global_keys_are_ignored_but_listed_as_warnings() {
+        let json = r#"{"global":{"InputIntervalMs":5,"StructureType":"v2","TopicType":"custom",
+            "HostIP":"1.2.3.4","AlwaysOnline":true,"EnableProcessorTag":true,
+            "inputintervalms":7,"MyHostSetting":1},
+            "inputs":[{"type":"metric_mock"}]}"#;
+        let c = parse("cfg", json).expect("unknown global keys are not errors");
+        assert_eq!(c.global.input_interval_ms, 5);
+        let w: Vec<String> = warnings("cfg", json)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            w,
+            vec![
+                "config \"cfg\": field \"global.MyHostSetting\": unknown global key: \
+                 no host generation uses it (ignored)",
+                "config \"cfg\": field \"global.inputintervalms\": unknown global key \
+                 (did you mean `InputIntervalMs`?): no host generation uses it (ignored)",
+            ]
+        );
+        assert!(warnings("cfg", r#"{"global":{"FlushIntervalMs":1}}"#).is_empty());
+        assert!(warnings("cfg", "{").is_empty());
+        assert!(warnings("cfg", r#"{"inputs":[]}"#).is_empty());
     }
 
     #[test]
