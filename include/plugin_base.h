@@ -224,6 +224,16 @@ struct containerMeta *GetContainerMeta(GoString containerId);
  */
 char *CheckConfig(GoString configName, GoString jsonStr);
 
+/**
+ * Lists what is suspicious but not wrong in a pipeline config (our extension, used by
+ * `host-harness validate`): each `global` key that neither this base nor any iLogtail or
+ * LoongCollector generation uses (`LoadConfig` ignores such keys). Returns NULL when there is
+ * nothing to report (also for text that is not a JSON object: `CheckConfig` reports that);
+ * otherwise a `malloc`ed, NUL-terminated text with one warning per line, naming the config
+ * and the field, which the caller frees with `free()`. Needs no `InitPluginBase`.
+ */
+char *CheckConfigWarnings(GoString configName, GoString jsonStr);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

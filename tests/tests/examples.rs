@@ -56,6 +56,11 @@ fn every_example_pipeline_validates() {
             out.all_output()
         );
     }
+    assert!(
+        !out.stdout.contains(": warning: "),
+        "an example pipeline draws a warning\n{}",
+        out.all_output()
+    );
 }
 
 #[test]

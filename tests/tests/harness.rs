@@ -157,3 +157,59 @@ fn validate_rejects_broken_json() {
         &["bad_broken_json"],
     );
 }
+
+#[test]
+fn validate_rejects_an_unknown_top_level_key_and_lists_every_error_of_a_plugin() {
+    let config = json!({
+        "inputz": [],
+        "processors": [{"type": "processor_regex", "detail": {"Keys": "a", "Bogus": 1}}],
+    })
+    .to_string();
+    let pre = r#"config "bad_strict": plugin processors[0] (processor_regex): field"#;
+    expect_invalid(
+        "bad_strict",
+        &config,
+        &[
+            r#"config "bad_strict": field "inputz": unknown top-level key (did you mean `inputs`?)"#,
+            &format!(r#"{pre} "detail.Keys": invalid type"#),
+            &format!(r#"{pre} "detail.Bogus": unknown field"#),
+            &format!(r#"{pre} "detail": missing field `Regex`"#),
+        ],
+    );
+}
+
+#[test]
+fn validate_warns_about_global_keys_no_host_uses_and_still_accepts_the_config() {
+    let dir = TempDir::new("harness-validate-warn");
+    let config = json!({
+        "global": {"StructureType": "v1", "TopicType": "none", "HostIP": "1.2.3.4",
+                   "MyOwnKey": 1, "AggregatIntervalMs": 200},
+        "inputs": [service_mock(100, 10, json!({"content": "x"}))],
+        "flushers": [{"type": "flusher_stdout"}],
+    })
+    .to_string();
+    let file = dir.write("warned.json", &config);
+    let out = run_with_timeout(
+        harness_cmd().arg("validate").arg(&file),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "warnings must not make a config invalid\n{}",
+        out.all_output()
+    );
+    let shown = file.display().to_string();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"{shown}: warning: config "warned": field "global.MyOwnKey": unknown global key: no host generation uses it (ignored)"#
+            ),
+            format!("OK {shown}"),
+        ],
+        "{}",
+        out.all_output()
+    );
+}

@@ -57,7 +57,10 @@ pub struct PluginSpec {
     pub type_name: String,
     /// Instance id from `type/id`, if given.
     pub id: Option<String>,
-    /// Priority from `type#priority`, if given.
+    /// Priority from `type#priority`, if given. Accepted and ignored, as in iLogtail: plugins
+    /// run in the order of their section (the Go loader strips the suffix and gives each
+    /// processor its index as priority, `loadProcessor(.., i, ..)` in
+    /// `pluginmanager/logstore_config.go`; its `GetPluginPriority` has no caller).
     pub priority: Option<i64>,
     /// The plugin's `detail` object (`{}` when absent).
     pub detail: Value,
@@ -101,7 +104,8 @@ pub struct PipelineConfig {
     pub global: GlobalConfig,
     /// Inputs (may be empty: the host feeds data with `ProcessLog*`).
     pub inputs: Vec<PluginSpec>,
-    /// Processors, run serially in order.
+    /// Processors, run serially in the order of the `processors` array (whatever their
+    /// `#priority`).
     pub processors: Vec<PluginSpec>,
     /// Aggregators (`aggregator_default` when none given).
     pub aggregators: Vec<PluginSpec>,
@@ -177,6 +181,143 @@ const SECTIONS: [(&str, Kind); 4] = [
     ("flushers", Kind::Flusher),
 ];
 
+/// The keys of a config object.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "global",
+    "inputs",
+    "processors",
+    "aggregators",
+    "flushers",
+    "extensions",
+];
+
+/// The `global` keys this engine reads ([`GlobalConfig`]).
+pub const ENGINE_GLOBAL_KEYS: &[&str] = &[
+    "InputIntervalMs",
+    "AggregatIntervalMs",
+    "FlushIntervalMs",
+    "DefaultLogQueueSize",
+    "DefaultLogGroupQueueSize",
+    "EnableTimestampNanosecond",
+];
+
+/// The other `global` keys some host generation writes or reads, accepted without effect:
+/// the fields of the Go plugin system's `GlobalConfig` in iLogtail 1.x
+/// (`pluginmanager/global_config.go`) and 2.x/LoongCollector (`pkg/config/global_config.go`),
+/// `StructureType` (the Go loader's pipeline version, `fetchPluginVersion` in
+/// `pluginmanager/logstore_config.go`), the native keys of LoongCollector 3.x
+/// (`GlobalConfig::sNativeParam` in `core/collection_pipeline/GlobalConfig.cpp`), and what
+/// the C++ side adds to the Go pipeline's `global` (`AlwaysOnline` in 2.x `InputFile.cpp`,
+/// `EnableProcessorTag` in `CollectionPipeline.cpp`).
+pub const HOST_GLOBAL_KEYS: &[&str] = &[
+    // Go GlobalConfig, 1.x to 3.x.
+    "InputMaxFirstCollectDelayMs",
+    "Tags",
+    "LogtailSysConfDir",
+    "HostIP",
+    "Hostname",
+    "AlwaysOnline",
+    "DelayStopSec",
+    "UsingOldContentTag",
+    "EnableContainerdUpperDirDetect",
+    "EnableSlsMetricsFormat",
+    "EnableProcessorTag",
+    "PipelineMetaTagKey",
+    "AppendingAllEnvMetaTag",
+    "AgentEnvMetaTagKey",
+    "LoongCollectorPrometheusAuthorizationPath",
+    "LoongCollectorConfDir",
+    "LoongCollectorLogConfDir",
+    "LoongCollectorLogDir",
+    "LoongCollectorDataDir",
+    "LoongCollectorDebugDir",
+    "LoongCollectorThirdPartyDir",
+    "LoongCollectorPluginLogName",
+    "LoongCollectorVersionTag",
+    "LoongCollectorGoCheckPointDir",
+    "LoongCollectorGoCheckPointFile",
+    // The Go loader.
+    "StructureType",
+    // LoongCollector 3.x native pipeline `global`.
+    "TopicType",
+    "TopicFormat",
+    "Priority",
+    "AgentMetaTagKey",
+];
+
+/// The keys of a `global` object that neither this engine nor any host generation uses
+/// (empty when `global` is not an object).
+pub fn unknown_global_keys(global: &Value) -> Vec<String> {
+    let Value::Object(g) = global else {
+        return Vec::new();
+    };
+    g.keys()
+        .filter(|k| {
+            !ENGINE_GLOBAL_KEYS.contains(&k.as_str()) && !HOST_GLOBAL_KEYS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect()
+}
+
+/// What is suspicious but not wrong in a config: each `global` key that neither this engine
+/// nor any host generation uses (`LoadConfig` ignores them, since hosts add their own). Empty
+/// when the text is not a JSON object with an object `global` ([`parse`] reports that).
+pub fn warnings(name: &str, json: &str) -> Vec<ConfigError> {
+    let Ok(Value::Object(root)) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    let Some(global) = root.get("global") else {
+        return Vec::new();
+    };
+    let known: Vec<&str> = ENGINE_GLOBAL_KEYS
+        .iter()
+        .chain(HOST_GLOBAL_KEYS)
+        .copied()
+        .collect();
+    unknown_global_keys(global)
+        .into_iter()
+        .map(|key| ConfigError {
+            config: name.to_string(),
+            plugin: None,
+            message: format!(
+                "unknown global key{}: no host generation uses it (ignored)",
+                suggestion(&key, &known)
+            ),
+            field: Some(format!("global.{key}")),
+        })
+        .collect()
+}
+
+/// ` (did you mean `x`?)` when `key` is close to one of `known` (same letters ignoring case,
+/// or at most two edits), else empty.
+fn suggestion(key: &str, known: &[&str]) -> String {
+    let lower = key.to_ascii_lowercase();
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
+        .min();
+    match best {
+        Some((d, k)) if d <= 2 => format!(" (did you mean `{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Parses a config: its structure, `global`, each entry's `type`, `Match` and `MaxRetries`.
 /// Whether each plugin type exists and its `detail` holds is the registry's check
 /// ([`crate::registry::parse_config`] does both).
@@ -207,16 +348,27 @@ pub fn parse(
     };
     let mut errors = Vec::new();
     for key in root.keys() {
-        let known = matches!(key.as_str(), "global" | "extensions")
-            || SECTIONS.iter().any(|(s, _)| s == key);
-        if !known {
-            tracing::warn!(config = name, key = %key, "ignoring unknown top-level key");
+        if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            errors.push(err(
+                None,
+                Some(key.clone()),
+                format!(
+                    "unknown top-level key{} (a config has {})",
+                    suggestion(key, TOP_LEVEL_KEYS),
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            ));
         }
     }
     let global = match root.get("global") {
         None | Some(Value::Null) => GlobalConfig::default(),
         Some(v) => match serde_path_to_error::deserialize::<_, GlobalConfig>(v) {
-            Ok(g) => g,
+            Ok(g) => {
+                for key in unknown_global_keys(v) {
+                    tracing::debug!(config = name, key = %key, "ignoring unknown global key");
+                }
+                g
+            }
             Err(e) => {
                 errors.push(err(
                     None,

@@ -212,12 +212,14 @@ pub fn parse_config(name: &str, json: &str) -> Result<PipelineConfig, Vec<Config
                 ),
             )),
             Err(BuildError::Detail(d)) => {
-                let field = if d.field.is_empty() {
-                    "detail".to_string()
-                } else {
-                    format!("detail.{}", d.field)
-                };
-                errors.push(err(spec, field, d.message))
+                for d in d.into_all() {
+                    let field = if d.field.is_empty() {
+                        "detail".to_string()
+                    } else {
+                        format!("detail.{}", d.field)
+                    };
+                    errors.push(err(spec, field, d.message));
+                }
             }
         }
     }
@@ -256,6 +258,33 @@ mod config_tests {
     }
 
     #[test]
+    fn priority_is_accepted_and_processors_keep_their_array_order() {
+        // As in iLogtail's Go loader: `#priority` is stripped and the processors run in the
+        // order they are listed, whatever their priorities.
+        let c = parse(
+            "cfg",
+            r#"{"processors":[{"type":"processor_add_fields#9","detail":{"Fields":{"a":"b"}}},
+                              {"type":"processor_drop/x#1","detail":{"DropKeys":["a"]}},
+                              {"type":"processor_default#-3"}]}"#,
+        )
+        .unwrap();
+        let order: Vec<(&str, Option<i64>)> = c
+            .processors
+            .iter()
+            .map(|p| (p.type_name.as_str(), p.priority))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("processor_add_fields", Some(9)),
+                ("processor_drop", Some(1)),
+                ("processor_default", Some(-3))
+            ]
+        );
+        assert_eq!(c.processors[1].instance_name(), "processor_drop/x");
+    }
+
+    #[test]
     fn errors_name_config_plugin_and_field() {
         let e = errors(r#"{"processors":[{"type":"processor_nope"}]}"#);
         assert_eq!(e.len(), 1);
@@ -283,6 +312,132 @@ mod config_tests {
             r#"{"inputs":[{"type":"nope_in"}],"processors":[{"type":"processor_drop","detail":{"DropKeys":"x"}}],"flushers":[{"type":"flusher_nope"}]}"#,
         );
         assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn every_error_of_a_plugin_is_reported() {
+        // Ill-typed required `Keys`, unknown `Bogus`, ill-typed `FullMatch`, missing `Regex`:
+        // four errors, and no "missing field `Keys`" caused by dropping the ill-typed one.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex",
+                "detail":{"Keys":"a","Bogus":1,"FullMatch":"yes","KeepSource":false}}]}"#,
+        );
+        let at = "config \"cfg\": plugin processors[0] (processor_regex): field";
+        assert_eq!(e.len(), 4, "{e:#?}");
+        for want in [
+            "\"detail.Keys\": invalid type",
+            "\"detail.Bogus\": unknown field",
+            "\"detail.FullMatch\": invalid type",
+            "\"detail\": missing field `Regex`",
+        ] {
+            let want = format!("{at} {want}");
+            assert!(
+                e.iter().any(|l| l.starts_with(&want)),
+                "no {want:?} in {e:#?}"
+            );
+        }
+        assert!(
+            !e.iter().any(|l| l.contains("missing field `Keys`")),
+            "{e:#?}"
+        );
+
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex","detail":{"Regex":1,"Keys":["a"]}}]}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].contains("field \"detail.Regex\": invalid type"),
+            "{}",
+            e[0]
+        );
+
+        // Inside a nested value: the element's error, then the sibling's.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_add_fields",
+                "detail":{"Fields":{"a":3,"b":"x","c":[]},"Nope":true}}]}"#,
+        );
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].contains("field \"detail.Fields.a\""), "{}", e[0]);
+        assert!(e[1].contains("field \"detail.Fields.c\""), "{}", e[1]);
+        assert!(e[2].contains("field \"detail.Nope\""), "{}", e[2]);
+
+        // An error inside an array element drops the array (no renumbering, no bogus
+        // "missing field"), and the rest is still checked.
+        let e = errors(
+            r#"{"processors":[{"type":"processor_regex",
+                "detail":{"Regex":"(a)","Keys":["a",1,2],"Extra":0}}]}"#,
+        );
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e.iter().any(|l| l.contains("field \"detail.Keys[1]\"")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|l| l.contains("field \"detail.Extra\"")),
+            "{e:#?}"
+        );
+
+        // Bounded.
+        let many: Vec<String> = (0..40).map(|i| format!("\"X{i}\":1")).collect();
+        let json = format!(
+            r#"{{"processors":[{{"type":"processor_drop","detail":{{"DropKeys":["a"],{}}}}}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(errors(&json).len(), crate::api::MAX_DETAIL_ERRORS);
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_an_error() {
+        let e =
+            errors(r#"{"inputz":[{"type":"metric_mock"}],"flushers":[{"type":"flusher_stdout"}]}"#);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(
+                "config \"cfg\": field \"inputz\": unknown top-level key (did you mean `inputs`?)"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].contains("global, inputs, processors, aggregators, flushers, extensions"),
+            "{}",
+            e[0]
+        );
+        let e = errors(r#"{"comment":"x"}"#);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(!e[0].contains("did you mean"), "{}", e[0]);
+        // Every known key is accepted.
+        parse(
+            "cfg",
+            r#"{"global":{},"inputs":[],"processors":[],"aggregators":[],"flushers":[],"extensions":[]}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn unknown_global_keys_are_ignored_but_listed_as_warnings() {
+        let json = r#"{"global":{"InputIntervalMs":5,"StructureType":"v2","TopicType":"custom",
+            "HostIP":"1.2.3.4","AlwaysOnline":true,"EnableProcessorTag":true,
+            "inputintervalms":7,"MyHostSetting":1},
+            "inputs":[{"type":"metric_mock"}]}"#;
+        let c = parse("cfg", json).expect("unknown global keys are not errors");
+        assert_eq!(c.global.input_interval_ms, 5);
+        let w: Vec<String> = warnings("cfg", json)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            w,
+            vec![
+                "config \"cfg\": field \"global.MyHostSetting\": unknown global key: \
+                 no host generation uses it (ignored)",
+                "config \"cfg\": field \"global.inputintervalms\": unknown global key \
+                 (did you mean `InputIntervalMs`?): no host generation uses it (ignored)",
+            ]
+        );
+        assert!(warnings("cfg", r#"{"global":{"FlushIntervalMs":1}}"#).is_empty());
+        assert!(warnings("cfg", "{").is_empty());
+        assert!(warnings("cfg", r#"{"inputs":[]}"#).is_empty());
     }
 
     #[test]

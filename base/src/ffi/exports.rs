@@ -456,3 +456,25 @@ pub extern "C" fn CheckConfig(configName: GoString, jsonStr: GoString) -> *mut c
         },
     )
 }
+
+/// Lists what is suspicious but not wrong in a pipeline config (our extension, used by
+/// `host-harness validate`): each `global` key that neither this base nor any iLogtail or
+/// LoongCollector generation uses (`LoadConfig` ignores such keys). Returns NULL when there is
+/// nothing to report (also for text that is not a JSON object: `CheckConfig` reports that);
+/// otherwise a `malloc`ed, NUL-terminated text with one warning per line, naming the config
+/// and the field, which the caller frees with `free()`. Needs no `InitPluginBase`.
+#[no_mangle]
+pub extern "C" fn CheckConfigWarnings(configName: GoString, jsonStr: GoString) -> *mut c_char {
+    guard("CheckConfigWarnings", std::ptr::null_mut, || {
+        // SAFETY: valid for the call.
+        let (Ok(name), Ok(json)) = (unsafe { (configName.text(), jsonStr.text()) }) else {
+            return std::ptr::null_mut();
+        };
+        let warnings = ::engine::config::warnings(name, json);
+        if warnings.is_empty() {
+            return std::ptr::null_mut();
+        }
+        let text: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        malloc_text(&text.join("\n"))
+    })
+}

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Pipeline-wide settings (`"global"`). Unknown keys are ignored: hosts add their own.
+/// Pipeline-wide settings (`"global"`). Unknown keys are ignored: hosts add their own
+/// ([`crate::config::warnings`] lists those no host generation uses).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GlobalConfig {
@@ -15,7 +16,9 @@ pub struct GlobalConfig {
     pub input_interval_ms: u64,
     /// Interval at which aggregators flush partial groups, in milliseconds.
     pub aggregat_interval_ms: u64,
-    /// Interval at which flushers flush buffered data, in milliseconds.
+    /// Accepted and ignored: flushers deliver each log group as soon as it is ready. In
+    /// iLogtail's Go plugin system it only sets `FlusherWrapper.Interval`, which nothing
+    /// reads (`addFlusher` in `pluginmanager/plugin_runner_v1.go` and `_v2.go`).
     pub flush_interval_ms: u64,
     /// Capacity of the queue between inputs and processors, in events.
     pub default_log_queue_size: usize,

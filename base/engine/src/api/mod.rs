@@ -163,6 +163,9 @@ pub struct DetailError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Further problems found in the same `detail` by [`parse_detail`] (each with an empty
+    /// `more`); the config check reports them all.
+    pub more: Vec<DetailError>,
 }
 
 impl DetailError {
@@ -171,27 +174,159 @@ impl DetailError {
         Self {
             field: field.into(),
             message: message.into(),
+            more: Vec::new(),
         }
+    }
+
+    /// This error and every further one, in the order they were found.
+    pub fn into_all(mut self) -> Vec<DetailError> {
+        let more = std::mem::take(&mut self.more);
+        let mut all = Vec::with_capacity(1 + more.len());
+        all.push(self);
+        all.extend(more.into_iter().flat_map(DetailError::into_all));
+        all
     }
 }
 
+/// At most this many problems are reported for one plugin's `detail`.
+pub const MAX_DETAIL_ERRORS: usize = 16;
+
 /// Deserializes a plugin's `detail` into its typed options, tracking the field path.
 ///
+/// Every problem is reported, not only the first: after an error the offending field is
+/// taken out of a copy of `detail` (an unknown or ill-typed field is dropped; an error inside
+/// an array or a missing field drops the enclosing field) and the copy is deserialized again,
+/// up to [`MAX_DETAIL_ERRORS`] times. A "missing field" caused by such a removal is not
+/// reported.
+///
 /// # Errors
-/// A [`DetailError`] naming the unknown, missing or ill-typed field.
+/// A [`DetailError`] naming the unknown, missing or ill-typed field, with the further
+/// problems in [`DetailError::more`].
 pub fn parse_detail<T: serde::de::DeserializeOwned>(detail: &Value) -> Result<T, DetailError> {
-    serde_path_to_error::deserialize::<_, T>(detail).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // For `unknown field `X``, serde reports the field in the message; name it as the path.
-        let field = match (path.as_str(), unknown_field_name(&inner)) {
-            (".", Some(name)) => name.to_string(),
-            (".", None) => String::new(),
-            (p, Some(name)) if !p.ends_with(name) => format!("{p}.{name}"),
-            (p, _) => p.to_string(),
+    let mut e = match serde_path_to_error::deserialize::<_, T>(detail) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let mut work = detail.clone();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut found: Vec<DetailError> = Vec::new();
+    loop {
+        let path = object_path(e.path());
+        let field = field_text(&e.path().to_string(), &e.inner().to_string());
+        let message = e.into_inner().to_string();
+        let (target, record) = match (path, missing_field_name(&message)) {
+            // Not a path into `detail` we can edit (inside an enum, say): stop after this one.
+            (None, _) => (None, true),
+            (Some(mut p), Some(name)) => {
+                // The object at `p` lacks `name`: drop the object; report the error unless
+                // it is the consequence of an earlier removal.
+                let mut full = p.clone();
+                full.push(name.to_string());
+                let ours = removed.contains(&full);
+                trim_to_field(&mut p);
+                (Some(p), !ours)
+            }
+            (Some(mut p), None) => {
+                if let Some(name) = unknown_field_name(&message) {
+                    if p.last().map(String::as_str) != Some(name) {
+                        p.push(name.to_string());
+                    }
+                }
+                trim_to_field(&mut p);
+                (Some(p), true)
+            }
         };
-        DetailError::new(field, inner)
-    })
+        if record {
+            let err = DetailError::new(field, message);
+            if found.contains(&err) {
+                break;
+            }
+            found.push(err);
+        }
+        let Some(target) = target.filter(|t| !t.is_empty()) else {
+            break;
+        };
+        if found.len() >= MAX_DETAIL_ERRORS || !remove(&mut work, &target) {
+            break;
+        }
+        removed.push(target);
+        match serde_path_to_error::deserialize::<_, T>(&work) {
+            Ok(_) => break,
+            Err(next) => e = next,
+        }
+    }
+    let mut found = found.into_iter();
+    let mut first = found
+        .next()
+        .unwrap_or_else(|| DetailError::new("", "invalid options"));
+    first.more = found.collect();
+    Err(first)
+}
+
+/// The keys of `path`, or `None` when it has a segment that is not an object key or an
+/// array index (indices are kept as their decimal text).
+fn object_path(path: &serde_path_to_error::Path) -> Option<Vec<String>> {
+    use serde_path_to_error::Segment;
+    let mut keys = Vec::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Map { key } => keys.push(key.clone()),
+            Segment::Seq { index } => keys.push(format!("[{index}]")),
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        }
+    }
+    Some(keys)
+}
+
+/// Cuts trailing array indices: an element cannot be dropped without renumbering the others,
+/// so the whole field holding the array goes.
+fn trim_to_field(path: &mut Vec<String>) {
+    while path.last().is_some_and(|k| k.starts_with('[')) {
+        path.pop();
+    }
+}
+
+/// The `field` of a [`DetailError`] from serde_path_to_error's path text and the message:
+/// for `unknown field `X``, serde names the field in the message only; name it in the path.
+fn field_text(path: &str, message: &str) -> String {
+    match (path, unknown_field_name(message)) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => String::new(),
+        (p, Some(name)) if !p.ends_with(name) => format!("{p}.{name}"),
+        (p, _) => p.to_string(),
+    }
+}
+
+/// Removes the value at `path` from `root`; whether there was one.
+fn remove(root: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = root;
+    for k in parents {
+        cur = match (cur, k.strip_prefix('[').and_then(|i| i.strip_suffix(']'))) {
+            (Value::Array(a), Some(i)) => {
+                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            }
+            (Value::Object(o), None) => match o.get_mut(k) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match cur {
+        Value::Object(o) => o.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+fn missing_field_name(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next()
 }
 
 fn unknown_field_name(msg: &str) -> Option<&str> {
