@@ -2,7 +2,7 @@
  * libPluginBase.so: the plugin base an iLogtail host loads after libPluginAdapter.so.
  * Every Go type is passed BY VALUE and borrowed for the call only: the base copies whatever it
  * keeps. A GoString is not NUL-terminated. Memory the base returns to the host (GetContainerMeta,
- * CheckConfig) is allocated with malloc and freed by the host with free().
+ * CheckConfig, CheckConfigWarnings) is allocated with malloc and freed by the host with free().
  */
 
 #ifndef PLUGIN_BASE_H

@@ -61,7 +61,9 @@ const VALIDATE_LONG_ABOUT: &str = "\
 check pipeline configs without running them
 
 Calls the base export CheckConfig(config name = file stem, file contents) for each file and
-prints `OK <file>` for a valid one, or each error line prefixed with `<file>: `.
+prints `OK <file>` for a valid one, or each error line prefixed with `<file>: `. Before them,
+`<file>: warning: ...` lines from CheckConfigWarnings name `global` keys that no host
+generation uses (they are ignored when loading; warnings never make a file invalid).
 Exit code 1 if any file is invalid, unreadable or not JSON.";
 
 const BENCH_LONG_ABOUT: &str = "\

@@ -111,6 +111,7 @@ pub struct Libs {
     resume: ResumeFn,
     process_log_group: Option<ProcessLogGroupFn>,
     check_config: Option<CheckConfigFn>,
+    check_config_warnings: Option<CheckConfigFn>,
     _adaptor: ManuallyDrop<Library>,
     _base: ManuallyDrop<Library>,
 }
@@ -198,6 +199,8 @@ impl Libs {
             process_log_group: unsafe { sym(&base, "ProcessLogGroup") },
             // SAFETY: `CheckConfig` is documented in notes/common.md.
             check_config: unsafe { sym(&base, "CheckConfig") },
+            // SAFETY: same type as `CheckConfig` (include/plugin_base.h); absent in older bases.
+            check_config_warnings: unsafe { sym(&base, "CheckConfigWarnings") },
             adaptor_version,
             registered_v2,
             adaptor_path,
@@ -306,19 +309,29 @@ impl Libs {
             path: self.base_path.clone(),
             name: "CheckConfig",
         })?;
-        // SAFETY: arguments borrowed for the call only.
-        let text = unsafe { f(GoString::new(name), GoString::new(json)) };
-        if text.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: a non-NULL result is a malloc'd NUL-terminated string we now own; it is
-        // copied, then released with libc free() as the export's contract says.
-        let errors = unsafe {
-            let s = CStr::from_ptr(text).to_string_lossy().into_owned();
-            libc::free(text.cast());
-            s
-        };
-        Ok(Some(errors))
+        Ok(call_text_export(f, name, json))
+    }
+
+    /// `CheckConfigWarnings(configName, json)`: `None` when there is nothing to report (or
+    /// the base is older than the export).
+    pub fn check_config_warnings(&self, name: &str, json: &str) -> Option<String> {
+        call_text_export(self.check_config_warnings?, name, json)
+    }
+}
+
+/// Calls an export returning NULL or a `malloc`ed text, which is copied and freed.
+fn call_text_export(f: CheckConfigFn, name: &str, json: &str) -> Option<String> {
+    // SAFETY: arguments borrowed for the call only.
+    let text = unsafe { f(GoString::new(name), GoString::new(json)) };
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL result is a malloc'd NUL-terminated string we now own; it is
+    // copied, then released with libc free() as the exports' contract says.
+    unsafe {
+        let s = CStr::from_ptr(text).to_string_lossy().into_owned();
+        libc::free(text.cast());
+        Some(s)
     }
 }
 

@@ -5,58 +5,12 @@
 //! it (warnings never make a file invalid), and `OK FILE` last for a valid file. The exit code
 //! is 1 when some file is invalid, 0 otherwise.
 
-use std::ffi::{c_char, CStr};
-use std::mem::ManuallyDrop;
 use std::path::Path;
-
-use libloading::os::unix::{Library, RTLD_LAZY, RTLD_LOCAL};
 
 use crate::cli::ValidateOpts;
 use crate::host;
-use crate::libs::{resolve_lib_dir, GoString, Libs};
+use crate::libs::{resolve_lib_dir, Libs};
 use crate::run::config_files;
-
-type CheckConfigWarningsFn = unsafe extern "C" fn(GoString, GoString) -> *mut c_char;
-
-/// The base's optional `CheckConfigWarnings` export (older bases lack it: no warnings).
-struct Warnings {
-    f: Option<CheckConfigWarningsFn>,
-    _base: ManuallyDrop<Library>,
-}
-
-impl Warnings {
-    /// Looks the export up in the base `libs` loaded (dlopen of the same path returns the
-    /// library already loaded; like `Libs`, it is never closed).
-    fn find(libs: &Libs) -> Option<Warnings> {
-        // SAFETY: the library is already loaded by `Libs::load`, so no initialiser runs again.
-        let base = unsafe { Library::open(Some(&libs.base_path), RTLD_LAZY | RTLD_LOCAL) }.ok()?;
-        // SAFETY: the type of `CheckConfigWarnings` in include/plugin_base.h.
-        let f = unsafe { base.get::<CheckConfigWarningsFn>(b"CheckConfigWarnings\0") }
-            .ok()
-            .map(|s| *s);
-        Some(Warnings {
-            f,
-            _base: ManuallyDrop::new(base),
-        })
-    }
-
-    /// `CheckConfigWarnings(name, json)`: `None` when there is nothing to report.
-    fn check(&self, name: &str, json: &str) -> Option<String> {
-        let f = self.f?;
-        // SAFETY: arguments borrowed for the call only.
-        let text = unsafe { f(GoString::new(name), GoString::new(json)) };
-        if text.is_null() {
-            return None;
-        }
-        // SAFETY: a non-NULL result is a malloc'd NUL-terminated string we now own; it is
-        // copied, then released with libc free() as the export's contract says.
-        unsafe {
-            let s = CStr::from_ptr(text).to_string_lossy().into_owned();
-            libc::free(text.cast());
-            Some(s)
-        }
-    }
-}
 
 /// What `validate` found for one file, as the lines it prints: warnings, then the errors or
 /// `OK FILE`.
@@ -109,7 +63,6 @@ pub fn run(o: ValidateOpts) -> i32 {
             return 2;
         }
     };
-    let warnings = Warnings::find(&libs);
     let mut invalid = 0;
     for f in &files {
         let shown = f.path.display();
@@ -136,7 +89,7 @@ pub fn run(o: ValidateOpts) -> i32 {
         if errors.is_some() {
             invalid += 1;
         }
-        let warned = warnings.as_ref().and_then(|w| w.check(&f.name, &json));
+        let warned = libs.check_config_warnings(&f.name, &json);
         for line in lines_for(&f.path, errors.as_deref(), warned.as_deref()) {
             println!("{line}");
         }
