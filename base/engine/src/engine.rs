@@ -193,6 +193,8 @@ struct Inner {
 /// hold, persisting it, flushing the store and sending the last statistics (the "small
 /// stated constant": `HoldOn(1)` returns within `HoldOnTimeoutMs` plus this).
 pub const EXIT_GRACE: Duration = Duration::from_millis(1000);
+/// Longest dropping an engine waits for its checkpoint store to close.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Longest a stop flushes the store.
 const FLUSH_WAIT: Duration = Duration::from_millis(500);
 /// Longest the last report at exit waits for the host.
@@ -996,10 +998,19 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Ends the reporter and shuts the runtime down without waiting for its tasks (a host
-    /// that wants its data delivered calls [`Engine::hold_on`] first).
+    /// Ends the reporter, closes the checkpoint store (within a second) and shuts the
+    /// runtime down without waiting for its tasks (a host that wants its data delivered calls
+    /// [`Engine::hold_on`] first).
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        // The checkpoint directory is free again when the engine is gone (bounded: a store
+        // stuck on the disk is left to end on its own).
+        let store = self.inner.lock().env.as_ref().and_then(|e| e.store.clone());
+        if let Some(store) = store {
+            if !store.close(STORE_CLOSE_WAIT) {
+                tracing::warn!("the checkpoint store did not close in time");
+            }
+        }
         let rt = self
             .inner
             .runtime

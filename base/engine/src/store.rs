@@ -20,7 +20,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,10 @@ struct Inner {
     path: PathBuf,
     /// Makes spill keys unique within a process (with the time in front of it).
     seq: AtomicU32,
+    /// Set by [`Store::close`]: the thread lets go of the database after the job it runs.
+    closing: Arc<AtomicBool>,
+    /// Disconnects when the thread has ended (and sled's lock on the directory is released).
+    ended: Receiver<()>,
 }
 
 /// A handle to the checkpoint store; cheap to clone.
@@ -425,15 +429,24 @@ impl Store {
         let busy_since = Arc::new(AtomicU64::new(0));
         let epoch = Instant::now();
         let busy = busy_since.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let (ended_tx, ended) = bounded::<()>(0);
+        let stop = closing.clone();
         let spawned = std::thread::Builder::new()
             .name("plugin-store".into())
             .spawn(move || {
+                let _ended = ended_tx;
                 for job in rx {
                     busy.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
                     // A job that panics (sled on damaged data) must not end the thread.
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&db)));
                     busy.store(0, Ordering::SeqCst);
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                 }
+                // `db` (and with it the directory's lock) goes before `_ended` says so.
+                drop(db);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the checkpoint store thread; the store is unavailable");
@@ -445,8 +458,23 @@ impl Store {
                 epoch,
                 path: dir.to_path_buf(),
                 seq: AtomicU32::new(0),
+                closing,
+                ended,
             }),
         }
+    }
+
+    /// Closes the store for every handle: the thread finishes the job it runs, lets go of
+    /// the database (and of the directory's lock), and later operations fail. Waits at most
+    /// `wait` for that; `false` when the thread did not end in time (stuck on the disk).
+    pub fn close(&self, wait: Duration) -> bool {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        // Wakes an idle thread (a full queue means it is busy and sees the flag soon).
+        let _ = self.inner.jobs.try_send(Box::new(|_| {}));
+        matches!(
+            self.inner.ended.recv_timeout(wait),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
     }
 
     /// Where the store lives.
@@ -808,8 +836,9 @@ mod tests {
         dir
     }
 
-    /// Drops the store and waits for its thread to let go of sled's lock.
+    /// Closes the store and opens it again.
     fn reopen(s: Store, dir: &Path) -> Store {
+        assert!(s.close(WAIT), "the store thread ends");
         drop(s);
         let start = Instant::now();
         loop {
@@ -974,8 +1003,7 @@ mod tests {
         let mut ps = vec![payload(1)];
         s.spill(&mut ps, WAIT).unwrap();
         s.flush(WAIT).unwrap();
-        drop(reopen(s, &dir));
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(reopen(s, &dir).close(WAIT), "the store thread ends");
         damage(&dir);
         let o = Store::open(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
         let note = o
