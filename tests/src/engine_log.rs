@@ -17,6 +17,9 @@
 //! both variables and append to the same file (their own hook does not print it: the parent
 //! shows it when it fails on the child's result).
 //!
+//! A `libPluginBase.so` from `PLUGIN_LIB_DIR` that predates `PLUGIN_BASE_LOG_FILE` (its file
+//! does not contain the name) would log to stderr: its log is off instead.
+//!
 //! Overrides:
 //! - `PLUGIN_BASE_LOG=LEVEL` alone: the base logs to stderr, live, as in production
 //!   (nothing is captured);
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use crate::libs::Layout;
+use crate::libs::{override_dir, Layout};
 use crate::util::child_role;
 
 /// The filter of the base's log.
@@ -46,9 +49,9 @@ static SHOWN: AtomicU64 = AtomicU64::new(0);
 
 /// Routes the base's log before the base is loaded (see the [module docs](self)); once per
 /// process. Returns the file the log goes to, `None` when it goes to stderr.
-pub fn route() -> Option<&'static Path> {
+pub fn route(lib_dir: &Path) -> Option<&'static Path> {
     FILE.get_or_init(|| {
-        let file = choose();
+        let file = choose(lib_dir);
         if let Some(f) = &file {
             if child_role().is_none() {
                 install_hook(f.clone());
@@ -64,7 +67,7 @@ pub fn file() -> Option<&'static Path> {
     FILE.get().and_then(|f| f.as_deref())
 }
 
-fn choose() -> Option<PathBuf> {
+fn choose(lib_dir: &Path) -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(f) = var(FILE_ENV) {
         if var(FILTER_ENV).is_none() {
@@ -73,6 +76,10 @@ fn choose() -> Option<PathBuf> {
         return Some(PathBuf::from(f));
     }
     if var(FILTER_ENV).is_some() {
+        return None;
+    }
+    if override_dir().is_some() && !knows_the_file_variable(&lib_dir.join("libPluginBase.so")) {
+        std::env::set_var(FILTER_ENV, "off");
         return None;
     }
     let path = default_path();
@@ -96,6 +103,12 @@ fn choose() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Whether the library at `so` reads `PLUGIN_BASE_LOG_FILE` (its file contains the name).
+fn knows_the_file_variable(so: &Path) -> bool {
+    let needle = FILE_ENV.as_bytes();
+    std::fs::read(so).is_ok_and(|b| b.windows(needle.len()).any(|w| w[0] == b'P' && w == needle))
 }
 
 /// `<target-dir>/e2e-logs/<test binary name without cargo's hash>.log`.

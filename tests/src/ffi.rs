@@ -215,7 +215,7 @@ impl Host {
     fn load(dir: &Path) -> Host {
         // The base logs every alarm (many tests raise them on purpose): into a file, shown
         // only when a test fails.
-        crate::engine_log::route();
+        crate::engine_log::route(dir);
         let adaptor = open(&dir.join("libPluginAdapter.so"));
         let v2: Option<RegisterV2> = sym(&adaptor, "RegisterLogtailCallBackV2");
         let registered_v2 = v2.is_some();
