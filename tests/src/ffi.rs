@@ -213,10 +213,9 @@ fn sym<T: Copy>(lib: &Library, name: &str) -> Option<T> {
 
 impl Host {
     fn load(dir: &Path) -> Host {
-        // Quiet unless asked: the base logs every alarm (many tests raise them on purpose).
-        if std::env::var_os("PLUGIN_BASE_LOG").is_none() {
-            std::env::set_var("PLUGIN_BASE_LOG", "off");
-        }
+        // The base logs every alarm (many tests raise them on purpose): into a file, shown
+        // only when a test fails.
+        crate::engine_log::route(dir);
         let adaptor = open(&dir.join("libPluginAdapter.so"));
         let v2: Option<RegisterV2> = sym(&adaptor, "RegisterLogtailCallBackV2");
         let registered_v2 = v2.is_some();

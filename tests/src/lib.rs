@@ -14,6 +14,7 @@
 //! - [`libs`]: the libraries and the harness the tests load, built from the current tree.
 //! - [`base`]: safe wrappers (`&str` / `&[u8]`) over every base export.
 //! - [`callbacks`]: the host callbacks and the configurable send policy.
+//! - [`engine_log`]: the base's log, captured in a file and shown when a test fails.
 //! - [`store`]: what the host accepted (log groups, counters).
 //! - [`proto`]: `sls_logs` protobuf messages (prost derive).
 //! - [`analysis`]: pack-id and `Index` sequence analysis.
@@ -25,6 +26,7 @@
 pub mod analysis;
 pub mod base;
 pub mod callbacks;
+pub mod engine_log;
 pub mod ffi;
 pub mod libs;
 pub mod proto;

@@ -42,6 +42,7 @@ fn everything_produced_before_a_kill_9_is_delivered_after_restart() {
     let file = dir.write(&format!("{CONFIG}.json"), &config.to_string());
     let harness = lib_dir().join("host-harness");
     let out1 = dir.path().join("run1.out");
+    let err1 = dir.path().join("run1.err");
 
     // Run 1: refuses 30% of sends, killed with SIGKILL after 2.5 s.
     let mut child = Command::new(&harness)
@@ -60,15 +61,24 @@ fn everything_produced_before_a_kill_9_is_delivered_after_restart() {
         .arg(&data)
         .arg(&file)
         .stdout(Stdio::from(std::fs::File::create(&out1).unwrap()))
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&err1).unwrap()))
         .spawn()
         .expect("start harness");
     std::thread::sleep(Duration::from_millis(2500));
     child.kill().expect("kill -9");
     child.wait().unwrap();
     let first = indexes(&std::fs::read_to_string(&out1).unwrap());
-    let max1 = *first.iter().max().expect("run 1 delivered something");
-    assert!(first.len() > 1000, "run 1 delivered only {}", first.len());
+    let stderr1 = || std::fs::read_to_string(&err1).unwrap_or_default();
+    let max1 = *first
+        .iter()
+        .max()
+        .unwrap_or_else(|| panic!("run 1 delivered nothing; its stderr:\n{}", stderr1()));
+    assert!(
+        first.len() > 1000,
+        "run 1 delivered only {}; its stderr:\n{}",
+        first.len(),
+        stderr1()
+    );
 
     // Run 2: same data directory, host accepting everything.
     let run2 = run_with_timeout(

@@ -38,5 +38,7 @@ pub mod runtime;
 pub mod services;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod test_log;
 
 pub use engine::{Engine, Error, InitOptions, Settings, Tunables};
