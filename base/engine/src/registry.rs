@@ -5,7 +5,9 @@
 //! `use crate::api::prelude::*;`) with an options struct and a `build` function returning
 //! its boxed trait object, then add one line to [`REGISTRY`].
 
-use crate::api::{Aggregator, DetailError, Factory, Flusher, Input, PluginContext, Processor};
+use crate::api::{
+    Aggregator, Build, DetailError, Factory, Flusher, Input, PluginContext, Processor,
+};
 use crate::config::{ConfigError, Kind, PipelineConfig, PluginSpec};
 use crate::plugins::{aggregators, flushers, inputs, processors};
 
@@ -103,16 +105,21 @@ pub enum BuildError {
     Detail(DetailError),
 }
 
-/// The factory of `spec`'s type in its section, and the context for its instance.
-fn find(spec: &PluginSpec, cx: &PluginContext) -> Result<(Factory, PluginContext), BuildError> {
+/// Builds `spec`'s plugin with the factory `pick` finds for its type in its section (the
+/// instance's context names it).
+fn build<T>(
+    spec: &PluginSpec,
+    cx: &PluginContext,
+    pick: fn(Factory) -> Option<Build<T>>,
+) -> Result<T, BuildError> {
     let factory = REGISTRY
         .iter()
         .find(|(name, f)| f.kind() == spec.kind && *name == spec.type_name)
-        .map(|(_, f)| *f)
+        .and_then(|(_, f)| pick(*f))
         .ok_or(BuildError::Unknown)?;
     let mut cx = cx.clone();
     cx.plugin = spec.instance_name().into();
-    Ok((factory, cx))
+    factory(&spec.detail, &cx).map_err(BuildError::Detail)
 }
 
 /// Builds the input described by `spec`.
@@ -120,21 +127,21 @@ fn find(spec: &PluginSpec, cx: &PluginContext) -> Result<(Factory, PluginContext
 /// # Errors
 /// [`BuildError::Unknown`] for an unknown input type, [`BuildError::Detail`] for bad options.
 pub fn input(spec: &PluginSpec, cx: &PluginContext) -> Result<Input, BuildError> {
-    match find(spec, cx)? {
-        (Factory::Input(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
-        _ => Err(BuildError::Unknown),
-    }
+    build(spec, cx, |f| match f {
+        Factory::Input(b) => Some(b),
+        _ => None,
+    })
 }
 
-/// Builds the processor described by `spec` (errors as [`input`]).
+/// Builds the processor described by `spec`.
 ///
 /// # Errors
 /// As [`input`].
 pub fn processor(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Processor>, BuildError> {
-    match find(spec, cx)? {
-        (Factory::Processor(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
-        _ => Err(BuildError::Unknown),
-    }
+    build(spec, cx, |f| match f {
+        Factory::Processor(b) => Some(b),
+        _ => None,
+    })
 }
 
 /// Builds the aggregator described by `spec`.
@@ -145,10 +152,10 @@ pub fn aggregator(
     spec: &PluginSpec,
     cx: &PluginContext,
 ) -> Result<Box<dyn Aggregator>, BuildError> {
-    match find(spec, cx)? {
-        (Factory::Aggregator(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
-        _ => Err(BuildError::Unknown),
-    }
+    build(spec, cx, |f| match f {
+        Factory::Aggregator(b) => Some(b),
+        _ => None,
+    })
 }
 
 /// Builds the flusher described by `spec`.
@@ -156,10 +163,10 @@ pub fn aggregator(
 /// # Errors
 /// As [`input`].
 pub fn flusher(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Flusher>, BuildError> {
-    match find(spec, cx)? {
-        (Factory::Flusher(f), cx) => f(&spec.detail, &cx).map_err(BuildError::Detail),
-        _ => Err(BuildError::Unknown),
-    }
+    build(spec, cx, |f| match f {
+        Factory::Flusher(b) => Some(b),
+        _ => None,
+    })
 }
 
 /// Builds `spec`'s plugin once and drops it: whether its type exists and its options hold.
