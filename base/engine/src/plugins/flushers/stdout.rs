@@ -44,6 +44,9 @@ impl StdoutFlusher {
         for e in &group.events {
             let mut obj = Map::new();
             obj.insert("__time__".into(), Value::from(e.time));
+            if let Some(ns) = e.time_ns {
+                obj.insert("__time_ns__".into(), Value::from(ns));
+            }
             if self.tags {
                 for (k, v) in &group.tags {
                     obj.insert(format!("__tag__:{}", String::from_utf8_lossy(k)), text(v));

@@ -1,0 +1,397 @@
+//! `libpluginrt_fbin.so`: the engine's inputs and processors as a Fluent Bit input plugin.
+//!
+//! ```text
+//! fluent-bit -e libpluginrt_fbin.so -i pluginrt_input -p pipeline=/etc/pipeline.json -o stdout
+//! ```
+//!
+//! Each instance runs the pipeline its `pipeline` property names (its inputs, processors and
+//! aggregator; the default `flusher_sls` delivers to Fluent Bit). Delivered log groups become
+//! msgpack records (`[[EventTime, {}], {contents}]`, time exact to the nanosecond) in the
+//! instance's queue, bounded by `buffer_max_bytes` (default 8 MiB): when it is full, or while
+//! Fluent Bit has paused the input (`FLBPluginInputPause`), delivery is refused and retried, so
+//! the engine's back-pressure reaches our inputs and nothing is dropped. Fluent Bit's collect
+//! timer (about once a second) takes at most `collect_max_bytes` (default 4 MiB) per call.
+//!
+//! Properties: `pipeline` (required), `pipeline_name` (default `fluentbit-in-<n>`),
+//! `buffer_max_bytes`, `collect_max_bytes`, `checkpoint_dir` (the engine's store, read at the
+//! first instance; default `./pluginrt-fbin-checkpoint`).
+#![allow(non_snake_case)] // the entry points' names are Fluent Bit's
+
+use engine::host::{Host, Payload, Refused};
+use engine::{Engine, InitOptions, Settings};
+use fluentbit::abi::{self, flb_plugin_proxy_def, flbgo_input_plugin};
+use fluentbit::{guard, property, records};
+use prost::Message;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, c_void, CStr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+/// The name Fluent Bit knows the plugin by (`[INPUT] Name pluginrt_input`).
+pub const NAME: &CStr = c"pluginrt_input";
+const DESCRIPTION: &CStr = c"iLogtail-compatible inputs and processors (Rust plugin runtime)";
+
+/// Defaults of `buffer_max_bytes` and `collect_max_bytes`.
+pub const DEFAULT_BUFFER_MAX: usize = 8 << 20;
+/// Default of `collect_max_bytes`.
+pub const DEFAULT_COLLECT_MAX: usize = 4 << 20;
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+/// Set while Fluent Bit has paused the input.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+/// Each instance's queue, by config name.
+static QUEUES: OnceLock<RwLock<HashMap<String, Arc<Queue>>>> = OnceLock::new();
+
+fn queues() -> &'static RwLock<HashMap<String, Arc<Queue>>> {
+    QUEUES.get_or_init(Default::default)
+}
+
+/// Encoded records waiting for Fluent Bit's collect call, one buffer per delivered group.
+struct Queue {
+    parts: Mutex<VecDeque<Vec<u8>>>,
+    bytes: AtomicU64,
+    limit: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes whole groups' records, at most `max` bytes (at least one group).
+    fn take(&self, max: usize) -> Vec<u8> {
+        let mut parts = self.lock();
+        let mut out = Vec::new();
+        while let Some(front) = parts.front() {
+            if !out.is_empty() && out.len() + front.len() > max {
+                break;
+            }
+            let part = parts.pop_front().unwrap_or_default();
+            out.extend_from_slice(&part);
+        }
+        self.bytes.fetch_sub(out.len() as u64, Ordering::SeqCst);
+        out
+    }
+}
+
+/// The engine's host inside Fluent Bit: groups go to the instance's queue; alarms and
+/// statistics become log lines.
+struct QueueHost;
+
+impl Host for QueueHost {
+    fn can_send(&self, _key: i64) -> bool {
+        !PAUSED.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, p: &Payload) -> Result<(), Refused> {
+        if fluentbit::report_builtin(p) {
+            return Ok(());
+        }
+        if PAUSED.load(Ordering::SeqCst) {
+            return Err(Refused(-1));
+        }
+        let q = queues()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&*p.config)
+            .cloned();
+        let Some(q) = q else {
+            return Err(Refused(-2));
+        };
+        if q.bytes.load(Ordering::SeqCst) as usize >= q.limit {
+            return Err(Refused(-1));
+        }
+        let Ok(g) = wire::sls::LogGroup::decode(p.data.as_slice()) else {
+            tracing::error!(config = %p.config, "an undecodable log group from the pipeline");
+            return Err(Refused(-3));
+        };
+        let mut buf = Vec::with_capacity(p.data.len() + 16 * g.logs.len());
+        records::encode_log_group(&mut buf, &g);
+        q.bytes.fetch_add(buf.len() as u64, Ordering::SeqCst);
+        q.lock().push_back(buf);
+        Ok(())
+    }
+}
+
+/// One configured input instance.
+struct Instance {
+    name: String,
+    queue: Arc<Queue>,
+    collect_max: usize,
+}
+
+/// Fills the plugin's definition.
+///
+/// # Safety
+/// `def` is NULL or Fluent Bit's zeroed definition, writable for the call.
+#[no_mangle]
+pub unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_int {
+    guard(
+        "FLBPluginRegister",
+        || -1,
+        || {
+            if def.is_null() {
+                return -1;
+            }
+            // SAFETY: Fluent Bit hands a zeroed definition for us to fill.
+            let d = unsafe { &mut *def };
+            d.type_ = abi::TYPE_INPUT;
+            d.proxy = abi::PROXY_GOLANG;
+            d.flags = 0;
+            d.name = NAME.as_ptr().cast_mut();
+            d.description = DESCRIPTION.as_ptr().cast_mut();
+            d.event_type = 0;
+            d.config_map = std::ptr::null_mut();
+            0
+        },
+    )
+}
+
+fn size_prop(v: Option<String>, key: &str, default: usize) -> Result<usize, String> {
+    match v {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("property {key}: {v:?} is not a positive integer")),
+        },
+    }
+}
+
+/// # Safety
+/// `p` is the plugin struct of the instance being initialised.
+unsafe fn init(p: &flbgo_input_plugin) -> Result<Instance, String> {
+    // SAFETY: `api` is valid for the plugin's life.
+    let get = unsafe { p.api.as_ref() }.and_then(|a| a.input_get_property);
+    // SAFETY: the instance is the one Fluent Bit handed with this getter.
+    let prop = |k: &str| unsafe { property(get, p.i_ins, k) };
+    let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
+    let name = prop("pipeline_name").unwrap_or_else(|| format!("fluentbit-in-{n}"));
+    let buffer_max = size_prop(
+        prop("buffer_max_bytes"),
+        "buffer_max_bytes",
+        DEFAULT_BUFFER_MAX,
+    )?;
+    let collect_max = size_prop(
+        prop("collect_max_bytes"),
+        "collect_max_bytes",
+        DEFAULT_COLLECT_MAX,
+    )?;
+    let spec = prop("pipeline")
+        .ok_or("property pipeline is required (a path to a pipeline config, or the JSON itself)")?;
+    let json = if spec.trim_start().starts_with('{') {
+        spec
+    } else {
+        std::fs::read_to_string(spec.trim())
+            .map_err(|e| format!("property pipeline: cannot read {}: {e}", spec.trim()))?
+    };
+    let config = Engine::check_config(&name, &json).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    if config.inputs.is_empty() {
+        return Err(format!(
+            "config \"{name}\": an input plugin's pipeline needs inputs"
+        ));
+    }
+    let e = ENGINE.get_or_init(|| {
+        Engine::new(Settings {
+            name: "pluginrt-in".into(),
+            host: Arc::new(QueueHost),
+        })
+    });
+    let dir = prop("checkpoint_dir").unwrap_or_else(|| "pluginrt-fbin-checkpoint".into());
+    e.init(InitOptions {
+        checkpoint_dir: dir.clone().into(),
+        host_ip: None,
+        hostname: None,
+    })
+    .map_err(|err| format!("cannot open the checkpoint store {dir}: {err}"))?;
+    let queue = Arc::new(Queue {
+        parts: Mutex::new(VecDeque::new()),
+        bytes: AtomicU64::new(0),
+        limit: buffer_max,
+    });
+    queues().write().unwrap_or_else(|e| e.into_inner()).insert(
+        engine::engine::real_config_name(&name).to_string(),
+        queue.clone(),
+    );
+    e.hold_on(false);
+    let loaded = e.load_config("fluentbit", &name, &name, -1, &json);
+    let resumed = e.resume();
+    loaded.map_err(|err| format!("config \"{name}\" did not load: {err}"))?;
+    resumed.map_err(|err| format!("the engine did not resume: {err}"))?;
+    Ok(Instance {
+        name,
+        queue,
+        collect_max,
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn FLBPluginInit(plugin: *mut c_void) -> c_int {
+    guard(
+        "FLBPluginInit",
+        || 0,
+        || {
+            // SAFETY: Fluent Bit hands its flbgo_input_plugin for this instance.
+            let Some(p) = (unsafe { plugin.cast::<flbgo_input_plugin>().as_ref() }) else {
+                return 0;
+            };
+            // SAFETY: as above.
+            let api = unsafe { p.api.as_ref() };
+            let level = api
+                .and_then(|a| a.input_log_check)
+                .map(|check| {
+                    (abi::LOG_ERROR..=abi::LOG_TRACE)
+                        .rev()
+                        // SAFETY: the instance is the one Fluent Bit handed.
+                        .find(|l| unsafe { check(p.i_ins, *l) } != 0)
+                        .unwrap_or(abi::LOG_ERROR)
+                })
+                .unwrap_or(abi::LOG_INFO);
+            fluentbit::log::install(api.and_then(|a| a.log_print), level);
+            // SAFETY: as above.
+            match unsafe { init(p) } {
+                Ok(inst) => {
+                    tracing::info!(pipeline = %inst.name, "pluginrt input instance started");
+                    // SAFETY: the context is Fluent Bit's for this instance.
+                    match unsafe { p.context.as_mut() } {
+                        Some(cx) => {
+                            cx.remote_context = Box::into_raw(Box::new(inst)).cast();
+                            1
+                        }
+                        None => 0,
+                    }
+                }
+                Err(why) => {
+                    tracing::error!("pluginrt input cannot start: {why}");
+                    0
+                }
+            }
+        },
+    )
+}
+
+/// Hands Fluent Bit what is ready (at most `collect_max_bytes`), in a `malloc`ed buffer it
+/// frees with [`FLBPluginInputCleanupCallbackCtx`] (or libc `free`).
+///
+/// # Safety
+/// Fluent Bit's contract: `ctx` is what `FLBPluginInit` set; `data` and `size` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn FLBPluginInputCallbackCtx(
+    ctx: *mut c_void,
+    data: *mut *mut c_void,
+    size: *mut usize,
+) -> c_int {
+    guard(
+        "FLBPluginInputCallbackCtx",
+        || -1,
+        || {
+            if data.is_null() || size.is_null() {
+                return -1;
+            }
+            // SAFETY: writable for the call.
+            unsafe {
+                *data = std::ptr::null_mut();
+                *size = 0;
+            }
+            // SAFETY: set by FLBPluginInit, freed only by FLBPluginExitCtx.
+            let Some(inst) = (unsafe { ctx.cast::<Instance>().as_ref() }) else {
+                return -1;
+            };
+            let out = inst.queue.take(inst.collect_max);
+            if out.is_empty() {
+                return abi::FLB_OK;
+            }
+            // SAFETY: plain allocation, checked below; Fluent Bit frees it.
+            let p = unsafe { libc::malloc(out.len()) };
+            if p.is_null() {
+                tracing::error!("out of memory handing {} bytes to Fluent Bit", out.len());
+                // Put it back in front: nothing is dropped.
+                inst.queue
+                    .bytes
+                    .fetch_add(out.len() as u64, Ordering::SeqCst);
+                inst.queue.lock().push_front(out);
+                return -1;
+            }
+            // SAFETY: `p` has room for `out.len()` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(out.as_ptr(), p.cast::<u8>(), out.len());
+                *data = p;
+                *size = out.len();
+            }
+            abi::FLB_OK
+        },
+    )
+}
+
+/// Frees a buffer handed by [`FLBPluginInputCallbackCtx`].
+///
+/// # Safety
+/// `data` is NULL or a buffer this library handed to Fluent Bit.
+#[no_mangle]
+pub unsafe extern "C" fn FLBPluginInputCleanupCallbackCtx(
+    _ctx: *mut c_void,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: allocated with libc malloc by FLBPluginInputCallbackCtx.
+    unsafe { libc::free(data) };
+    0
+}
+
+/// Fluent Bit paused the input (its buffer is full): our delivery is refused and retried, so
+/// the inputs are back-pressured.
+#[no_mangle]
+pub extern "C" fn FLBPluginInputPause() {
+    PAUSED.store(true, Ordering::SeqCst);
+}
+
+/// Fluent Bit resumed the input.
+#[no_mangle]
+pub extern "C" fn FLBPluginInputResume() {
+    PAUSED.store(false, Ordering::SeqCst);
+}
+
+/// Stops the instance. Records already queued for Fluent Bit and not collected are
+/// reported (an exit loses them, as any input's in-memory buffer).
+///
+/// # Safety
+/// `ctx` is what `FLBPluginInit` set; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
+    guard(
+        "FLBPluginExitCtx",
+        || abi::FLB_ERROR,
+        || {
+            if ctx.is_null() {
+                return abi::FLB_OK;
+            }
+            // SAFETY: created by FLBPluginInit with Box::into_raw; Fluent Bit calls this once.
+            let inst = unsafe { Box::from_raw(ctx.cast::<Instance>()) };
+            if let Some(e) = ENGINE.get() {
+                let name = inst.name.clone();
+                let _ = fluentbit::off_stack("pluginrt-exit", Duration::from_secs(10), move || {
+                    let _ = e.stop(&name, true);
+                });
+            }
+            let left = inst.queue.bytes.load(Ordering::SeqCst);
+            if left > 0 {
+                tracing::warn!(pipeline = %inst.name, bytes = left, "records queued for Fluent Bit were not collected before the exit");
+            }
+            queues()
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(engine::engine::real_config_name(&inst.name));
+            abi::FLB_OK
+        },
+    )
+}
+
+/// Nothing was allocated for the definition (its strings are static).
+#[no_mangle]
+pub extern "C" fn FLBPluginUnregister(_def: *mut flb_plugin_proxy_def) {}

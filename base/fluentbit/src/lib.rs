@@ -1,0 +1,110 @@
+//! What the Fluent Bit plugins (`base/fluentbit/output`, `base/fluentbit/input`) share: the
+//! proxy interface's C types ([`abi`]), msgpack records ↔ events ([`records`]), logging
+//! through Fluent Bit ([`log`]), reading properties, running work off Fluent Bit's 64 KiB
+//! coroutine stacks ([`off_stack`]), catching panics at the boundary ([`guard`]) and turning
+//! the engine's alarms and statistics into Fluent Bit log lines ([`report_builtin`]).
+
+pub mod abi;
+pub mod log;
+pub mod records;
+
+use engine::host::Payload;
+use prost::Message;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+/// Stack of the threads that decode and push (Fluent Bit's own coroutine has 64 KiB).
+pub const WORK_STACK: usize = 2 << 20;
+
+/// Reads property `key` of an instance with the host's getter (`None` when unset or empty).
+///
+/// # Safety
+/// `ins` must be the instance Fluent Bit handed with `get`.
+pub unsafe fn property(
+    get: Option<abi::GetPropertyFn>,
+    ins: *mut c_void,
+    key: &str,
+) -> Option<String> {
+    let get = get?;
+    let key = CString::new(key).ok()?;
+    // SAFETY: forwarded contract; the result is owned by Fluent Bit and copied at once.
+    let p: *const c_char = unsafe { get(key.as_ptr(), ins) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated string owned by Fluent Bit, valid for this call.
+    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    (!s.trim().is_empty()).then_some(s)
+}
+
+/// Runs `f` on a thread of its own (a normal stack, not the caller's coroutine stack) and
+/// waits at most `wait` for it. `None` when it could not start, panicked or did not finish.
+pub fn off_stack<R: Send + 'static>(
+    name: &str,
+    wait: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(WORK_STACK)
+        .spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            let _ = tx.send(r.ok());
+        });
+    if spawned.is_err() {
+        tracing::error!("cannot start a thread for {name}");
+        return None;
+    }
+    rx.recv_timeout(wait).ok().flatten()
+}
+
+/// Runs an entry point's body, turning a panic into `on_panic()` and an error log.
+pub fn guard<T>(entry: &'static str, on_panic: impl FnOnce() -> T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(entry, panic = %msg, "panic caught at the Fluent Bit boundary");
+            on_panic()
+        }
+    }
+}
+
+/// Logs the engine's alarm and statistics groups as Fluent Bit log lines (alarms at warn or
+/// error, one line per plugin's counters at info); `false` when `p` is not one of them.
+pub fn report_builtin(p: &Payload) -> bool {
+    let builtin = [engine::report::ALARM_CONFIG, engine::report::PROFILE_CONFIG];
+    if !builtin.contains(&&*p.config) {
+        return false;
+    }
+    let Ok(g) = wire::sls::LogGroup::decode(p.data.as_slice()) else {
+        return true;
+    };
+    for log in &g.logs {
+        let fields: Vec<String> = log
+            .contents
+            .iter()
+            .filter(|c| !matches!(c.key.as_str(), "ip" | "hostname"))
+            .map(|c| format!("{}={}", c.key, c.value))
+            .collect();
+        let line = fields.join(" ");
+        if &*p.config == engine::report::PROFILE_CONFIG {
+            tracing::info!("statistics: {line}");
+        } else if log
+            .contents
+            .iter()
+            .any(|c| c.key == "alarm_level" && c.value == "1")
+        {
+            tracing::warn!("alarm: {line}");
+        } else {
+            tracing::error!("alarm: {line}");
+        }
+    }
+    true
+}
