@@ -3,7 +3,8 @@
 //! Unless `PLUGIN_LIB_DIR` names a directory, the first test of a process that needs them runs
 //!
 //! ```text
-//! $CARGO build -p adaptor -p base -p host-harness --features base/test-plugins \
+//! $CARGO build -p adaptor -p base -p host-harness -p fluentbit-output -p fluentbit-input \
+//!     --features base/test-plugins \
 //!     --target-dir <target-dir>/e2e-libs --profile <profile> [--target <triple>]
 //! ```
 //!
@@ -46,7 +47,13 @@ pub const LIB_DIR_ENV: &str = "PLUGIN_LIB_DIR";
 pub const LIBS_TARGET_SUBDIR: &str = "e2e-libs";
 
 /// The packages the nested build builds.
-pub const PACKAGES: [&str; 3] = ["adaptor", "base", "host-harness"];
+pub const PACKAGES: [&str; 5] = [
+    "adaptor",
+    "base",
+    "host-harness",
+    "fluentbit-output",
+    "fluentbit-input",
+];
 
 /// The features the nested build enables (the tests need the test-only plugins).
 pub const FEATURES: &str = "base/test-plugins";
@@ -69,6 +76,10 @@ pub struct Built {
     pub base: PathBuf,
     /// The `host-harness` executable.
     pub harness: PathBuf,
+    /// The Fluent Bit output plugin, `libpluginrt_fbout.so`.
+    pub fb_output: PathBuf,
+    /// The Fluent Bit input plugin, `libpluginrt_fbin.so`.
+    pub fb_input: PathBuf,
     /// Features `base` was built with (as cargo reports them).
     pub base_features: Vec<String>,
     /// The command that built them, for messages.
@@ -233,6 +244,7 @@ fn build() -> Result<Built, String> {
         )));
     }
     let (mut adaptor, mut base, mut harness, mut base_features) = (None, None, None, Vec::new());
+    let (mut fb_output, mut fb_input) = (None, None);
     for line in stdout.lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -262,12 +274,17 @@ fn build() -> Result<Built, String> {
                     .collect();
             }
             Some("host-harness") => harness = msg["executable"].as_str().map(PathBuf::from),
+            Some("pluginrt_fbout") => fb_output = named("libpluginrt_fbout.so"),
+            Some("pluginrt_fbin") => fb_input = named("libpluginrt_fbin.so"),
             _ => {}
         }
     }
-    let (Some(adaptor), Some(base), Some(harness)) = (adaptor, base, harness) else {
+    let (Some(adaptor), Some(base), Some(harness), Some(fb_output), Some(fb_input)) =
+        (adaptor, base, harness, fb_output, fb_input)
+    else {
         return Err(fail(
-            "the build did not report libPluginAdapter.so, libPluginBase.so and host-harness"
+            "the build did not report libPluginAdapter.so, libPluginBase.so, host-harness, \
+             libpluginrt_fbout.so and libpluginrt_fbin.so"
                 .into(),
         ));
     };
@@ -277,7 +294,7 @@ fn build() -> Result<Built, String> {
         )));
     }
     let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
-    for f in [&adaptor, &base, &harness] {
+    for f in [&adaptor, &base, &harness, &fb_output, &fb_input] {
         if f.parent() != Some(dir.as_path()) {
             return Err(fail(format!(
                 "{} is not in {} with libPluginBase.so",
@@ -297,6 +314,8 @@ fn build() -> Result<Built, String> {
         adaptor,
         base,
         harness,
+        fb_output,
+        fb_input,
         base_features,
         command,
     })

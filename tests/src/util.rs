@@ -29,6 +29,34 @@ pub fn lib_dir() -> PathBuf {
     }
 }
 
+/// A Fluent Bit plugin built from the current tree (`libpluginrt_fbout.so` or
+/// `libpluginrt_fbin.so`), or the file of that name in `PLUGIN_LIB_DIR`.
+///
+/// # Panics
+/// When the build fails.
+pub fn fluent_bit_plugin(output: bool) -> PathBuf {
+    let file = if output {
+        "libpluginrt_fbout.so"
+    } else {
+        "libpluginrt_fbin.so"
+    };
+    match libs::override_dir() {
+        Some(d) => d.join(file),
+        None if output => libs::built().fb_output.clone(),
+        None => libs::built().fb_input.clone(),
+    }
+}
+
+/// The real Fluent Bit to test the plugins in: `$FLUENT_BIT_BIN`, else
+/// `<repo>/../shared/tools/fluent-bit/bin/fluent-bit`; `None` when it is absent.
+pub fn fluent_bit_bin() -> Option<PathBuf> {
+    let p = match std::env::var_os("FLUENT_BIT_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo_root().join("../shared/tools/fluent-bit/bin/fluent-bit"),
+    };
+    p.is_file().then_some(p)
+}
+
 /// The `host-harness` binary next to the libraries of [`lib_dir`].
 ///
 /// # Panics
