@@ -82,6 +82,7 @@ static REGISTRY: &[(&str, Factory)] = &[
     ),
     ("flusher_sls", Factory::Flusher(flushers::sls::build)),
     ("flusher_stdout", Factory::Flusher(flushers::stdout::build)),
+    ("flusher_null", Factory::Flusher(flushers::null::build)),
 ];
 
 impl Factory {
