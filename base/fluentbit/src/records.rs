@@ -48,46 +48,155 @@ pub struct Decoded {
 
 /// Decodes every record of `chunk`.
 ///
+/// The common shapes (an array of two, a time, a map of strings and scalars) are read in
+/// place with no allocation but the event's own; any other value (a nested map or array, an
+/// unusual time) is decoded with `rmpv`.
+///
 /// # Errors
 /// [`BadChunk`] when some record is not msgpack of either layout.
 pub fn decode(chunk: &Bytes) -> Result<Decoded, BadChunk> {
     let mut out = Decoded::default();
-    let mut rest: &[u8] = chunk;
-    while !rest.is_empty() {
-        let offset = chunk.len() - rest.len();
+    let mut c = Cursor { chunk, pos: 0 };
+    while c.pos < chunk.len() {
+        let offset = c.pos;
         let bad = |why: String| BadChunk { offset, why };
-        let v = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
-            .map_err(|e| bad(format!("not msgpack: {e}")))?;
-        let ValueRef::Array(parts) = v else {
-            return Err(bad(format!("a record is an array, got {}", kind(&v))));
-        };
-        let [head, body] = parts.as_slice() else {
-            return Err(bad(format!(
-                "a record is an array of 2, got {} items",
-                parts.len()
-            )));
-        };
-        let time = match head {
-            ValueRef::Array(h) if !h.is_empty() => time_of(&h[0]),
-            other => time_of(other),
+        match c.array_len() {
+            Some(2) => {}
+            Some(n) => return Err(bad(format!("a record is an array of 2, got {n} items"))),
+            None => {
+                let v = c.value().map_err(bad)?;
+                return Err(bad(format!("a record is an array, got {}", kind(&v))));
+            }
         }
-        .ok_or_else(|| bad(format!("bad record time {}", kind(head))))?;
+        // `[EventTime, {metadata}]` or a bare time.
+        let time = match c.array_len() {
+            Some(n) => {
+                if n == 0 {
+                    return Err(bad("bad record time (an empty array)".into()));
+                }
+                let t = c.time().map_err(bad)?;
+                for _ in 1..n {
+                    c.value().map_err(bad)?;
+                }
+                t
+            }
+            None => c.time().map_err(bad)?,
+        };
+        let fields = match c.map_len() {
+            Some(n) => n,
+            None => {
+                let v = c.value().map_err(bad)?;
+                return Err(bad(format!("a record body is a map, got {}", kind(&v))));
+            }
+        };
         if time.0 == GROUP_START || time.0 == GROUP_END {
+            for _ in 0..fields * 2 {
+                c.value().map_err(bad)?;
+            }
             out.markers += 1;
             continue;
         }
-        let ValueRef::Map(fields) = body else {
-            return Err(bad(format!("a record body is a map, got {}", kind(body))));
-        };
         let mut e = LogEvent::new(time.0);
         e.time_ns = Some(time.1);
-        e.contents.reserve(fields.len());
-        for (k, v) in fields {
-            e.contents.push((text(chunk, k), text(chunk, v)));
+        e.contents.reserve(fields);
+        for _ in 0..fields {
+            let k = c.text().map_err(bad)?;
+            let v = c.text().map_err(bad)?;
+            e.contents.push((k, v));
         }
         out.events.push(e);
     }
     Ok(out)
+}
+
+/// Reads msgpack in place.
+struct Cursor<'a> {
+    chunk: &'a Bytes,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.chunk.get(self.pos).copied()
+    }
+
+    fn be(&self, at: usize, n: usize) -> Option<usize> {
+        let b = self.chunk.get(at..at + n)?;
+        Some(b.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)))
+    }
+
+    /// The length of an array at the cursor (consumed), or `None` (nothing consumed).
+    fn array_len(&mut self) -> Option<usize> {
+        let (len, head) = match rmp::Marker::from_u8(self.peek()?) {
+            rmp::Marker::FixArray(n) => (usize::from(n), 1),
+            rmp::Marker::Array16 => (self.be(self.pos + 1, 2)?, 3),
+            rmp::Marker::Array32 => (self.be(self.pos + 1, 4)?, 5),
+            _ => return None,
+        };
+        self.pos += head;
+        Some(len)
+    }
+
+    /// The length of a map at the cursor (consumed), or `None` (nothing consumed).
+    fn map_len(&mut self) -> Option<usize> {
+        let (len, head) = match rmp::Marker::from_u8(self.peek()?) {
+            rmp::Marker::FixMap(n) => (usize::from(n), 1),
+            rmp::Marker::Map16 => (self.be(self.pos + 1, 2)?, 3),
+            rmp::Marker::Map32 => (self.be(self.pos + 1, 4)?, 5),
+            _ => return None,
+        };
+        self.pos += head;
+        Some(len)
+    }
+
+    /// A string or binary at the cursor, sliced from the chunk (consumed).
+    fn bytes(&mut self) -> Option<Bytes> {
+        let (len, head) = match rmp::Marker::from_u8(self.peek()?) {
+            rmp::Marker::FixStr(n) => (usize::from(n), 1),
+            rmp::Marker::Str8 | rmp::Marker::Bin8 => (self.be(self.pos + 1, 1)?, 2),
+            rmp::Marker::Str16 | rmp::Marker::Bin16 => (self.be(self.pos + 1, 2)?, 3),
+            rmp::Marker::Str32 | rmp::Marker::Bin32 => (self.be(self.pos + 1, 4)?, 5),
+            _ => return None,
+        };
+        let start = self.pos + head;
+        let end = start.checked_add(len).filter(|e| *e <= self.chunk.len())?;
+        self.pos = end;
+        Some(self.chunk.slice(start..end))
+    }
+
+    /// Any value at the cursor, decoded with `rmpv` (consumed).
+    fn value(&mut self) -> Result<ValueRef<'_>, String> {
+        let mut rest = &self.chunk[self.pos..];
+        let before = rest.len();
+        let v = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
+            .map_err(|e| format!("not msgpack: {e}"))?;
+        self.pos += before - rest.len();
+        Ok(v)
+    }
+
+    /// A key or value as content bytes (see [`text`]).
+    fn text(&mut self) -> Result<Bytes, String> {
+        if let Some(b) = self.bytes() {
+            return Ok(b);
+        }
+        let chunk = self.chunk;
+        let v = self.value()?;
+        Ok(text(chunk, &v))
+    }
+
+    /// A record time at the cursor (consumed).
+    fn time(&mut self) -> Result<(u32, u32), String> {
+        // The common case: fixext8 of type 0.
+        if self.peek() == Some(0xd7) && self.chunk.get(self.pos + 1) == Some(&0) {
+            let at = self.pos + 2;
+            if let (Some(s), Some(ns)) = (self.be(at, 4), self.be(at + 4, 4)) {
+                self.pos += 10;
+                return Ok((s as u32, ns as u32));
+            }
+        }
+        let v = self.value()?;
+        time_of(&v).ok_or_else(|| format!("bad record time {}", kind(&v)))
+    }
 }
 
 fn kind(v: &ValueRef<'_>) -> &'static str {
