@@ -23,10 +23,22 @@ struct FluentBit {
 impl FluentBit {
     /// Starts Fluent Bit with `conf` (classic format) and our plugins loaded with `-e`.
     fn start(bin: &Path, dir: &TempDir, conf: &str, plugins: &[PathBuf]) -> FluentBit {
+        Self::start_with(bin, dir, conf, plugins, &[])
+    }
+
+    /// [`FluentBit::start`] with extra command-line arguments.
+    fn start_with(
+        bin: &Path,
+        dir: &TempDir,
+        conf: &str,
+        plugins: &[PathBuf],
+        args: &[&str],
+    ) -> FluentBit {
         let conf_path = dir.write("fluent-bit.conf", conf);
         let log = dir.path().join("fluent-bit.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
+        cmd.args(args);
         for p in plugins {
             cmd.arg("-e").arg(p);
         }
@@ -42,6 +54,11 @@ impl FluentBit {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// SIGTERM, then waits for the exit (Fluent Bit's grace is set to 1 s); returns the log.
@@ -326,4 +343,67 @@ fn our_input_plugin_feeds_fluent_bit_with_every_record() {
         .collect();
     assert_eq!((got.len(), idx.len()), (N, N), "exactly once");
     assert_eq!(idx.iter().next_back(), Some(&(N as u64)));
+}
+
+#[test]
+fn a_hot_reload_loses_nothing_in_flight() {
+    let Some(bin) = fluent_bit() else { return };
+    const N: usize = 30_000;
+    let dir = TempDir::new("fb-reload");
+    let input = dir.path().join("in.log");
+    std::fs::write(&input, "").unwrap();
+    let ours = dir.path().join("ours.jsonl");
+    let pipeline = dir.write("pipeline.json", &regex_pipeline(&ours, "reload"));
+    let conf = format!(
+        "{SERVICE}[INPUT]\n    Name tail\n    Path {}\n    DB {}\n    Read_from_Head true\n    Refresh_Interval 1\n    Tag numbered\n\
+         [OUTPUT]\n    Name pluginrt\n    Match numbered\n    Retry_Limit False\n    pipeline {}\n    checkpoint_dir {}\n",
+        input.display(),
+        dir.path().join("tail.db").display(),
+        pipeline.display(),
+        dir.path().join("ckpt").display()
+    );
+    let fb = FluentBit::start_with(&bin, &dir, &conf, &[fluent_bit_plugin(true)], &["-Y"]);
+    // The lines are written over about three seconds; the reload comes in the middle.
+    let writer = {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&input)
+                .unwrap();
+            for i in 1..=N {
+                writeln!(f, "line number {i}").unwrap();
+                if i % 1000 == 0 {
+                    f.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    let started = wait_until(WAIT, || lines(&ours).len() >= N / 4);
+    fb.signal(libc::SIGHUP);
+    writer.join().unwrap();
+    let complete = wait_until(WAIT, || {
+        let ns: BTreeSet<String> = lines(&ours)
+            .iter()
+            .filter_map(|r| r["n"].as_str().map(str::to_string))
+            .collect();
+        ns.len() >= N
+    });
+    let text = fb.stop();
+    assert!(started, "nothing arrived before the reload:\n{text}");
+    assert!(
+        text.contains("successful reload"),
+        "Fluent Bit did not reload:\n{text}"
+    );
+    let ns: BTreeSet<String> = lines(&ours)
+        .iter()
+        .filter_map(|r| r["n"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        complete,
+        "{} of {N} distinct records after the reload:\n{text}",
+        ns.len()
+    );
 }
