@@ -98,7 +98,8 @@ pub fn decode(chunk: &Bytes) -> Result<Decoded, BadChunk> {
         }
         let mut e = LogEvent::new(time.0);
         e.time_ns = Some(time.1);
-        e.contents.reserve(fields);
+        // A length is only a claim: each field takes at least two bytes of what is left.
+        e.contents.reserve(fields.min((chunk.len() - c.pos) / 2));
         for _ in 0..fields {
             let k = c.text().map_err(bad)?;
             let v = c.text().map_err(bad)?;
@@ -270,9 +271,16 @@ fn json(v: &ValueRef<'_>) -> serde_json::Value {
         ValueRef::Map(m) => J::Object(
             m.iter()
                 .map(|(k, v)| {
+                    // A key that is itself a map or an array is named by its kind: rendering
+                    // it as JSON text would escape the text of keys within keys once per level
+                    // (exponential in the nesting).
                     let key = match k {
                         ValueRef::String(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                        other => json(other).to_string(),
+                        ValueRef::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+                        ValueRef::Map(_) | ValueRef::Array(_) | ValueRef::Ext(..) => {
+                            format!("<{}>", kind(k))
+                        }
+                        scalar => json(scalar).to_string(),
                     };
                     (key, json(v))
                 })
@@ -415,6 +423,28 @@ mod tests {
             let e = decode(&Bytes::copy_from_slice(bytes)).unwrap_err();
             assert!(e.why.contains(why), "{bytes:?}: {e}");
         }
+        // A map claiming billions of fields in a few bytes is refused without allocating them.
+        let e = decode(&Bytes::from_static(&[
+            0x92, 0x3b, 0xdf, 0xdf, 0x92, 0xdf, 0xdf, 0xd4,
+        ]))
+        .unwrap_err();
+        assert!(e.why.contains("not msgpack"), "{e}");
+        for claim in [
+            &[0x92u8, 0x3b, 0xdd, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x92, 0x3b, 0x81, 0xa1, b'k', 0xdd, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(decode(&Bytes::copy_from_slice(claim)).is_err());
+        }
+        // Maps as keys of maps, nested: named by their kind, not escaped once per level.
+        let mut keys = vec![0x92, 0x01, 0x81, 0xa1, b'k'];
+        keys.extend(vec![0x81; 60]);
+        keys.extend(vec![0xc0; 61]);
+        let d = decode(&Bytes::from(keys)).unwrap();
+        assert!(
+            d.events[0].contents[0].1.len() < 64,
+            "{:?}",
+            d.events[0].contents[0].1
+        );
         // Nesting beyond MAX_DEPTH is refused without exhausting the stack.
         let mut deep = vec![0x92, 0x01, 0x81, 0xa1, b'k'];
         deep.extend(vec![0x91; 100_000]);
