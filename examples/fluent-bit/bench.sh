@@ -7,13 +7,13 @@
 # Prints, per flow, CPU seconds (user + system of the whole Fluent Bit process), MB per
 # CPU-second, and CPU microseconds per record; then the two ratios the plugin is held to.
 #
-# Usage: examples/fluent-bit/bench.sh [LINES]   (default 400000; needs `cargo build --release`)
+# Usage: examples/fluent-bit/bench.sh [LINES]   (default 2400000; needs `cargo build --release`)
 # Env: FLUENT_BIT_BIN (default ../shared/tools/fluent-bit/bin/fluent-bit next to the repo).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fb=${FLUENT_BIT_BIN:-$root/../shared/tools/fluent-bit/bin/fluent-bit}
 plugin=$root/target/release/libpluginrt_fbout.so
-lines=${1:-400000}
+lines=${1:-2400000}
 [ -x "$fb" ] || { echo "bench.sh: no Fluent Bit at $fb (set FLUENT_BIT_BIN)" >&2; exit 2; }
 [ -f "$plugin" ] || { echo "bench.sh: build first: cargo build --release" >&2; exit 2; }
 work=$(mktemp -d)
@@ -81,3 +81,42 @@ null, ours, parser, regex, n = map(float, sys.argv[1:])
 print(f"our output path vs Fluent Bit's: {ours / null:.2f}x the CPU (target <= 1.50x)")
 print(f"nginx regex, ours vs Fluent Bit's parser filter: {parser / regex:.2f}x the MB per CPU-second (target >= 2x)")
 PY
+
+# 5. our input plugin (service_mock, as fast as it goes) -> Fluent Bit's out_null: time, CPU
+#    seconds and peak RSS of the Fluent Bit process until out_null has processed every record
+#    (read from Fluent Bit's HTTP monitoring endpoint).
+in_plugin=$root/target/release/libpluginrt_fbin.so
+records=${INPUT_RECORDS:-1000000}
+python3 - "$work/mock.json" "$records" <<'PY'
+import json, sys
+json.dump({"inputs": [{"type": "service_mock", "detail": {
+    "Fields": {"message": "127.0.0.1 - - [01/Dec/2026:12:00:00 +0000] \"GET /index.html HTTP/1.1\" 200 512"},
+    "MaxLogCount": int(sys.argv[2]), "LogsPerSecond": 100000000}}]}, open(sys.argv[1], "w"))
+PY
+port=$((20000 + RANDOM % 20000))
+printf "[SERVICE]\n    Flush 0.2\n    Grace 2\n    Log_Level warn\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port %s\n[INPUT]\n    Name pluginrt_input\n    Tag mock\n    pipeline %s\n    checkpoint_dir %s\n    collect_max_bytes 67108864\n    buffer_max_bytes 134217728\n[OUTPUT]\n    Name null\n    Match mock\n" \
+    "$port" "$work/mock.json" "$work/ckpt-in" > "$work/input.conf"
+"$fb" -e "$in_plugin" -c "$work/input.conf" > "$work/input.log" 2>&1 &
+fbpid=$!
+python3 - "$fbpid" "$port" "$records" <<'PY'
+import json, os, sys, time, urllib.request
+pid, port, want = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+tick = os.sysconf("SC_CLK_TCK")
+start, done = time.time(), 0
+while time.time() - start < 120:
+    try:
+        m = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/metrics", timeout=1))
+        done = sum(o.get("proc_records", 0) for o in m.get("output", {}).values())
+    except Exception:
+        pass
+    if done >= want:
+        break
+    time.sleep(0.05)
+wall = time.time() - start
+f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+cpu = (int(f[11]) + int(f[12])) / tick
+hwm = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")][0].split()[1]
+print(f"{'pluginrt_input (service_mock) -> out_null':36s} {done} records in {wall:.2f} s wall, cpu {cpu:.2f} s, {done / cpu:,.0f} records per CPU-second, peak RSS {int(hwm) / 1024:.1f} MiB")
+PY
+kill -TERM "$fbpid" 2>/dev/null || true
+wait "$fbpid" 2>/dev/null || true

@@ -12,6 +12,7 @@ use engine::host::Payload;
 use prost::Message;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Stack of the threads that decode and push (Fluent Bit's own coroutine has 64 KiB).
@@ -38,23 +39,53 @@ pub unsafe fn property(
     (!s.trim().is_empty()).then_some(s)
 }
 
-/// Runs `f` on a thread of its own (a normal stack, not the caller's coroutine stack) and
-/// waits at most `wait` for it. `None` when it could not start, panicked or did not finish.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Idle work threads, each waiting for its next job (at most [`MAX_IDLE`] are kept).
+static IDLE: Mutex<Vec<crossbeam_channel::Sender<Job>>> = Mutex::new(Vec::new());
+const MAX_IDLE: usize = 16;
+
+/// A thread that runs jobs until it is no longer wanted as an idle one.
+fn spawn_worker(name: &str) -> Option<crossbeam_channel::Sender<Job>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+    let me = tx.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(WORK_STACK)
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() >= MAX_IDLE {
+                    return;
+                }
+                idle.push(me.clone());
+            }
+        })
+        .ok()?;
+    Some(tx)
+}
+
+/// Runs `f` on a work thread (a normal stack, not the caller's coroutine stack: an idle one
+/// when there is one) and waits at most `wait` for it. `None` when no thread could start, `f`
+/// panicked or did not finish in time.
 pub fn off_stack<R: Send + 'static>(
     name: &str,
     wait: Duration,
     f: impl FnOnce() -> R + Send + 'static,
 ) -> Option<R> {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(WORK_STACK)
-        .spawn(move || {
-            let r = catch_unwind(AssertUnwindSafe(f));
-            let _ = tx.send(r.ok());
-        });
-    if spawned.is_err() {
+    let job: Job = Box::new(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let _ = tx.send(r.ok());
+    });
+    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let worker = idle.or_else(|| spawn_worker(name));
+    let Some(worker) = worker else {
         tracing::error!("cannot start a thread for {name}");
+        return None;
+    };
+    if worker.send(job).is_err() {
         return None;
     }
     rx.recv_timeout(wait).ok().flatten()

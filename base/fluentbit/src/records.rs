@@ -76,7 +76,12 @@ pub fn decode(chunk: &Bytes) -> Result<Decoded, BadChunk> {
                 }
                 let t = c.time().map_err(bad)?;
                 for _ in 1..n {
-                    c.value().map_err(bad)?;
+                    // Usually the empty metadata map.
+                    if c.peek() == Some(0x80) {
+                        c.pos += 1;
+                    } else {
+                        c.value().map_err(bad)?;
+                    }
                 }
                 t
             }
