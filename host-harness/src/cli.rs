@@ -358,7 +358,7 @@ pub struct FbOutputOpts {
     )]
     pub input: Option<PathBuf>,
     /// send --input as one chunk, as it is
-    #[arg(long, requires = "input")]
+    #[arg(long)]
     pub raw: bool,
     /// generate N records
     #[arg(long, value_name = "N", value_parser = count)]
@@ -421,6 +421,9 @@ pub struct FbInputOpts {
     /// write the records here instead of stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// also append every collected buffer, as it is, to this chunk file (for `output --input`)
+    #[arg(long, value_name = "FILE")]
+    pub out_msgpack: Option<PathBuf>,
     /// do not print records
     #[arg(long)]
     pub quiet: bool,
@@ -780,11 +783,20 @@ where
         Command::FluentBit(FbCommand {
             command: FbSub::Output(o),
         }) => {
-            if let Some((i, _, _)) = o.instance_props.iter().find(|p| p.0 >= o.instances) {
-                let msg = format!(
-                    "'--instance-prop {i}:..' names an instance beyond --instances {}",
-                    o.instances
-                );
+            let problem = if o.raw && o.input.is_none() {
+                Some("'--raw' needs '--input FILE'".to_string())
+            } else {
+                o.instance_props
+                    .iter()
+                    .find(|p| p.0 >= o.instances)
+                    .map(|(i, _, _)| {
+                        format!(
+                            "'--instance-prop {i}:..' names an instance beyond --instances {}",
+                            o.instances
+                        )
+                    })
+            };
+            if let Some(msg) = problem {
                 let mut cli = Cli::command();
                 cli.build();
                 let fb = cli.find_subcommand_mut("fluent-bit").expect("fluent-bit");
@@ -1339,5 +1351,100 @@ mod tests {
         let (kind, text) = err(&["footprint", "--events", "1"]);
         assert_eq!(kind, ErrorKind::UnknownArgument);
         assert!(text.contains("unexpected argument '--events'"), "{text}");
+    }
+
+    fn fb(args: &[&str]) -> FbSub {
+        let mut a = vec!["fluent-bit"];
+        a.extend_from_slice(args);
+        match ok(&a) {
+            Command::FluentBit(c) => c.command,
+            other => panic!("expected fluent-bit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fluent_bit_options() {
+        let FbSub::Output(o) = fb(&[
+            "output",
+            "p.so",
+            "-p",
+            "a=1",
+            "--prop",
+            "B=x=y",
+            "-p",
+            "a=2",
+            "--instances",
+            "2",
+            "--instance-prop",
+            "1:k=v",
+            "--generate",
+            "10",
+            "--layout",
+            "mixed",
+            "--map32",
+        ]) else {
+            panic!("output")
+        };
+        assert_eq!(
+            o.props,
+            vec![
+                ("a".into(), "1".into()),
+                ("B".into(), "x=y".into()),
+                ("a".into(), "2".into())
+            ]
+        );
+        assert_eq!(o.instance_props, vec![(1, "k".into(), "v".into())]);
+        assert_eq!(
+            (o.generate, o.gen.layout, o.gen.map32),
+            (Some(10), FbLayout::Mixed, true)
+        );
+        assert_eq!(
+            (o.stack_kib, o.retry_limit, o.workers, o.chunk_records),
+            (64, 1, 0, 256)
+        );
+        assert_eq!(o.retry_delay, Duration::from_millis(100));
+
+        let FbSub::Input(i) = fb(&[
+            "input",
+            "p.so",
+            "--collect-ms",
+            "20",
+            "--pause-after",
+            "2",
+            "--pause-for",
+            "0.5",
+        ]) else {
+            panic!("input")
+        };
+        assert_eq!(
+            (i.collect, i.pause_after),
+            (Duration::from_millis(20), Some(2))
+        );
+        let FbSub::Gen(g) = fb(&["gen", "f", "--records", "3", "--edge-times"]) else {
+            panic!("gen")
+        };
+        assert!(g.gen.edge_times && g.records == 3);
+
+        for bad in [
+            &["output", "p.so"][..],
+            &["output", "p.so", "--generate", "1", "--input", "f"],
+            &["output", "p.so", "--generate", "1", "--raw"],
+            &["output", "p.so", "--generate", "1", "-p", "novalue"],
+            &[
+                "output",
+                "p.so",
+                "--generate",
+                "1",
+                "--instance-prop",
+                "1:k=v",
+            ],
+            &["input", "p.so", "--pause-after", "1"],
+            &["gen", "f"],
+        ] {
+            let mut a = vec!["fluent-bit"];
+            a.extend_from_slice(bad);
+            assert!(parse(a.clone()).is_err(), "{a:?}");
+        }
+        assert!(shown(&["fluent-bit", "output", "--help"]).contains("FLB_RETRY re-schedules"));
     }
 }

@@ -143,16 +143,22 @@ fn run_inner(o: &FbInputOpts) -> Result<i32, String> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
+    let mut raw_out = match &o.out_msgpack {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
     let plugin: &'static Plugin = Box::leak(Box::new(Plugin::open(&o.plugin)?));
+    let engine = super::engine();
+    let mut stack = Table::default();
+    let (def, reg) = super::register(plugin, &engine, &mut stack, abi::TYPE_INPUT)?;
     if plugin.collect_ctx.is_none() && plugin.collect.is_none() {
         return Err(format!(
             "{}: neither FLBPluginInputCallbackCtx nor FLBPluginInputCallback is exported",
             plugin.path
         ));
     }
-    let engine = super::engine();
-    let mut stack = Table::default();
-    let (def, reg) = super::register(plugin, &engine, &mut stack, abi::TYPE_INPUT)?;
 
     let name = CString::new(reg.name.clone()).map_err(|_| "plugin name with NUL")?;
     let inst = Instance::new(true, &o.props);
@@ -214,7 +220,10 @@ fn run_inner(o: &FbInputOpts) -> Result<i32, String> {
     let mut got = Received::default();
     let mut pauses = 0u64;
     let mut resume_at: Option<Instant> = None;
-    let receive = |bytes: Vec<u8>, got: &mut Received, out: &mut dyn Write| {
+    let mut receive = |bytes: Vec<u8>, got: &mut Received, out: &mut dyn Write| {
+        if let Some(w) = raw_out.as_mut() {
+            let _ = w.write_all(&bytes);
+        }
         got.buffers += 1;
         got.bytes += bytes.len() as u64;
         let d = chunk::decode(&bytes);
@@ -283,6 +292,9 @@ fn run_inner(o: &FbInputOpts) -> Result<i32, String> {
     }
     let _ = out.flush();
     drop(out);
+    if let Some(mut w) = raw_out {
+        let _ = w.flush();
+    }
     let elapsed = start.elapsed().as_secs_f64();
 
     // Fluent Bit: InputPreExit, then Exit (inputs have no ExitCtx), then Unregister.

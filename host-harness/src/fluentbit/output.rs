@@ -312,15 +312,15 @@ fn run_inner(o: &FbOutputOpts) -> Result<i32, String> {
     LOG_LEVEL.store(o.log_level.level(), std::sync::atomic::Ordering::Relaxed);
     let (mut src, input_json) = source(o)?;
     let plugin: &'static Plugin = Box::leak(Box::new(Plugin::open(&o.plugin)?));
+    let engine = super::engine();
+    let mut stack = Table::default();
+    let (def, reg) = super::register(plugin, &engine, &mut stack, abi::TYPE_OUTPUT)?;
     if plugin.flush_ctx.is_none() && plugin.flush.is_none() {
         return Err(format!(
             "{}: neither FLBPluginFlushCtx nor FLBPluginFlush is exported",
             plugin.path
         ));
     }
-    let engine = super::engine();
-    let mut stack = Table::default();
-    let (def, reg) = super::register(plugin, &engine, &mut stack, abi::TYPE_OUTPUT)?;
 
     // One plugin struct for the .so, reused by every Init with o_ins and context overwritten.
     let name = CString::new(reg.name.clone()).map_err(|_| "plugin name with NUL")?;
