@@ -213,6 +213,245 @@ pub enum Command {
         allow_negative_numbers = true
     )]
     Footprint(FootprintOpts),
+    /// a Fluent Bit-style proxy host: load an external (Go-proxy ABI) plugin .so and drive it
+    #[command(long_about = FB_LONG_ABOUT, subcommand_required = true, arg_required_else_help = true)]
+    FluentBit(FbCommand),
+}
+
+const FB_LONG_ABOUT: &str = "\
+a Fluent Bit-style proxy host: dlopen an external plugin .so (the \"Go proxy\" ABI of
+fluent-bit -e PLUGIN.so, any language) and call it like Fluent Bit does
+
+output: PreRegister(0) → Register → Init per instance (the same plugin struct each time, o_ins and
+context overwritten) → OutputPreRun(0) per instance → FlushCtx (else Flush) with every chunk
+for every instance, on threads with a --stack-kib stack (Fluent Bit: a 64 KiB coroutine) →
+OutputPreExit(0) and ExitCtx (else Exit) per instance → Unregister.
+input: PreRegister(0) → Register → Init → InputPreRun(0) → InputCallbackCtx (else
+InputCallback) every --collect-ms on a --stack-kib thread, each buffer decoded and handed to
+InputCleanupCallbackCtx / InputCleanupCallback / libc free → InputPreExit(0) → Exit → Unregister.
+gen: write a msgpack chunk file for `output --input`.
+
+Stack use of every entry point is measured by painting the stack before the call and finding
+the high-water mark after it (summary field `stack`).";
+
+/// `fluent-bit` and its commands.
+#[derive(Debug, PartialEq, Args)]
+pub struct FbCommand {
+    #[command(subcommand)]
+    pub command: FbSub,
+}
+
+#[derive(Debug, PartialEq, Subcommand)]
+pub enum FbSub {
+    /// drive an output plugin: feed msgpack chunks to FLBPluginFlushCtx
+    #[command(args_override_self = true, after_long_help = FB_OUTPUT_HELP)]
+    Output(FbOutputOpts),
+    /// drive an input plugin: collect from FLBPluginInputCallbackCtx, print the records
+    #[command(args_override_self = true, after_long_help = FB_INPUT_HELP)]
+    Input(FbInputOpts),
+    /// write a msgpack chunk file (records one after another, like a Fluent Bit chunk)
+    #[command(args_override_self = true)]
+    Gen(FbGenOpts),
+}
+
+const FB_OUTPUT_HELP: &str = "\
+Chunks: --input FILE is split at record boundaries into chunks of --chunk-records records
+(bytes after a msgpack error become one last chunk as they are; --raw sends the file as one
+chunk); --generate N generates N records (like `fluent-bit gen`) in chunks as it goes.
+Every chunk goes to every instance. Without --workers one flush thread serves all instances
+(Fluent Bit's engine thread); with --workers N each instance has N flush threads.
+FLB_RETRY re-schedules the same chunk after --retry-delay-ms, at most --retry-limit times
+(then it is dropped); FLB_ERROR (or any other value) drops it.
+
+Summary (stdout with --json, else stderr): plugin {name, description, event_type, exports},
+chunks, records, bytes, flush_calls, ok, retry, error, invalid_returns, retried, dropped,
+retry_exhausted, per_instance, elapsed_s, cpu_s, records_per_s, mb_per_cpu_s, peak_rss_kib,
+stack {entry point: {calls, max_used_bytes, available_bytes, at_least}}, callbacks
+{log_messages, property_lookups, ..}.
+Exit code 1 when loading, Register or Init fails, or --expect-ok is not met.";
+
+const FB_INPUT_HELP: &str = "\
+Each record is printed (unless --quiet) as a JSON line to --out or stdout:
+    {\"tag\":..,\"time\":[sec,nsec],\"time_type\":\"event_time\"|\"uint\"|\"int\"|\"float\",
+     \"layout\":\"current\"|\"legacy\",\"metadata\":{..},\"record\":{..}}
+Group markers are skipped (counted). Like Fluent Bit, a call that sets *size = 0 is not cleaned
+up; a call returning -1 counts as an error.
+Summary (stdout with --json as {\"summary\":{..}}, else stderr): calls, empty_calls,
+error_calls, buffers, bytes, records, group_markers, invalid_objects, malformed_buffers,
+cleanups, pauses, elapsed_s, stack, callbacks.
+Exit code 1 when loading, Register or Init fails, or --expect-records is not met in time.";
+
+/// Record layouts of generated chunks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FbLayout {
+    /// [[EventTime, {}], {record}]
+    #[default]
+    Current,
+    /// [EventTime, {record}]
+    Legacy,
+    /// cycles current, legacy EventTime, legacy uint, legacy float64
+    Mixed,
+}
+
+/// Fluent Bit log levels for log_check / log_print.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FbLogLevel {
+    Off,
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl FbLogLevel {
+    pub fn level(self) -> i32 {
+        self as i32
+    }
+}
+
+/// What generated records look like (`output --generate` and `gen`).
+#[derive(Debug, PartialEq, Args)]
+pub struct FbGenArgs {
+    /// approximate encoded bytes per record (its `message` is padded)
+    #[arg(long, value_name = "B", default_value_t = 100, value_parser = positive_usize)]
+    pub record_bytes: usize,
+    /// record layout
+    #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = FbLayout::Current)]
+    pub layout: FbLayout,
+    /// encode maps as map32 (what the tail input writes)
+    #[arg(long)]
+    pub map32: bool,
+    /// wrap every N records in group start/end markers
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = count)]
+    pub group_every: u64,
+    /// times cycle through edge cases (second 0, nanoseconds 999999999, 0xFFFFFFFD, ..)
+    #[arg(long)]
+    pub edge_times: bool,
+}
+
+/// Options of `fluent-bit output`.
+#[derive(Debug, PartialEq, Args)]
+pub struct FbOutputOpts {
+    /// the plugin (its basename must not start with `flb-`)
+    #[arg(value_name = "PLUGIN.so")]
+    pub plugin: PathBuf,
+    /// a property of every instance (repeatable; keys case-insensitive, ${VAR} expanded)
+    #[arg(short = 'p', long = "prop", value_name = "KEY=VALUE", value_parser = property)]
+    pub props: Vec<(String, String)>,
+    /// a property of instance I only (0-based; repeatable; overrides -p)
+    #[arg(long = "instance-prop", value_name = "I:KEY=VALUE", value_parser = instance_property)]
+    pub instance_props: Vec<(usize, String, String)>,
+    /// configured instances
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive_usize)]
+    pub instances: usize,
+    /// flush threads per instance (0: one flush thread for all, the engine thread)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = count)]
+    pub workers: u64,
+    /// a chunk file (msgpack records one after another)
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "generate",
+        required_unless_present = "generate"
+    )]
+    pub input: Option<PathBuf>,
+    /// send --input as one chunk, as it is
+    #[arg(long)]
+    pub raw: bool,
+    /// generate N records
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub generate: Option<u64>,
+    #[command(flatten)]
+    pub gen: FbGenArgs,
+    /// records per chunk
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = positive)]
+    pub chunk_records: u64,
+    /// send the chunks N times over
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    pub repeat: u64,
+    /// the tag given to flush
+    #[arg(long, value_name = "TAG", default_value = "harness")]
+    pub tag: String,
+    /// retries of a chunk after FLB_RETRY (Fluent Bit's default retry_limit is 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = count)]
+    pub retry_limit: u64,
+    /// delay before a retry
+    #[arg(long = "retry-delay-ms", value_name = "MS", default_value = "100", value_parser = millis)]
+    pub retry_delay: Duration,
+    /// stack of each flush thread, KiB
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = positive_usize)]
+    pub stack_kib: usize,
+    /// levels log_check allows and log_print shows on stderr
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = FbLogLevel::Info)]
+    pub log_level: FbLogLevel,
+    /// exit 1 unless exactly N flush calls returned FLB_OK
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub expect_ok: Option<u64>,
+    /// print the summary as one JSON line on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `fluent-bit input`.
+#[derive(Debug, PartialEq, Args)]
+pub struct FbInputOpts {
+    /// the plugin (its basename must not start with `flb-`)
+    #[arg(value_name = "PLUGIN.so")]
+    pub plugin: PathBuf,
+    /// a property (repeatable; keys case-insensitive, ${VAR} expanded)
+    #[arg(short = 'p', long = "prop", value_name = "KEY=VALUE", value_parser = property)]
+    pub props: Vec<(String, String)>,
+    /// stop after SECS (default 5, or 60 with --expect-records)
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    pub duration: Option<Duration>,
+    /// stop once N records have arrived; exit 1 if stopped before
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub expect_records: Option<u64>,
+    /// collect period (Fluent Bit: 1 s, PROXY_CALLBACK_TIME)
+    #[arg(long = "collect-ms", value_name = "MS", default_value = "1000", value_parser = millis)]
+    pub collect: Duration,
+    /// after N collect calls call FLBPluginInputPause and stop collecting ...
+    #[arg(long, value_name = "N", value_parser = positive, requires = "pause_for")]
+    pub pause_after: Option<u64>,
+    /// ... for SECS, then FLBPluginInputResume
+    #[arg(long, value_name = "SECS", value_parser = secs, requires = "pause_after")]
+    pub pause_for: Option<Duration>,
+    /// write the records here instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// also append every collected buffer, as it is, to this chunk file (for `output --input`)
+    #[arg(long, value_name = "FILE")]
+    pub out_msgpack: Option<PathBuf>,
+    /// do not print records
+    #[arg(long)]
+    pub quiet: bool,
+    /// the tag printed with each record (Fluent Bit: the instance's Tag)
+    #[arg(long, value_name = "TAG", default_value = "harness")]
+    pub tag: String,
+    /// stack of the collect thread, KiB
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = positive_usize)]
+    pub stack_kib: usize,
+    /// levels log_check allows and log_print shows on stderr
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = FbLogLevel::Info)]
+    pub log_level: FbLogLevel,
+    /// print the summary as one JSON line on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `fluent-bit gen`.
+#[derive(Debug, PartialEq, Args)]
+pub struct FbGenOpts {
+    /// the file to write
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// records to write
+    #[arg(long, value_name = "N", value_parser = count, required = true)]
+    pub records: u64,
+    #[command(flatten)]
+    pub gen: FbGenArgs,
 }
 
 /// Options of `run`.
@@ -541,6 +780,31 @@ where
                 o.input = s.input();
             }
         }
+        Command::FluentBit(FbCommand {
+            command: FbSub::Output(o),
+        }) => {
+            let problem = if o.raw && o.input.is_none() {
+                Some("'--raw' needs '--input FILE'".to_string())
+            } else {
+                o.instance_props
+                    .iter()
+                    .find(|p| p.0 >= o.instances)
+                    .map(|(i, _, _)| {
+                        format!(
+                            "'--instance-prop {i}:..' names an instance beyond --instances {}",
+                            o.instances
+                        )
+                    })
+            };
+            if let Some(msg) = problem {
+                let mut cli = Cli::command();
+                cli.build();
+                let fb = cli.find_subcommand_mut("fluent-bit").expect("fluent-bit");
+                let out = fb.find_subcommand_mut("output").expect("output");
+                return Err(out.error(ErrorKind::ArgumentConflict, msg));
+            }
+        }
+        Command::FluentBit(_) => {}
         Command::Footprint(o) => {
             o.lib_dir = cli.lib_dir;
             if o.rate == 0 && o.input == FootprintInput::Mock {
@@ -568,6 +832,25 @@ fn usage_error(command: &str, message: &str) -> clap::Error {
         .find_subcommand_mut(command)
         .expect("a command of the harness");
     sub.error(ErrorKind::ArgumentConflict, message)
+}
+
+/// `KEY=VALUE` (a non-empty key).
+fn property(v: &str) -> Result<(String, String), String> {
+    match v.split_once('=') {
+        Some((k, val)) if !k.trim().is_empty() => Ok((k.trim().to_string(), val.to_string())),
+        _ => Err("needs KEY=VALUE".to_string()),
+    }
+}
+
+/// `I:KEY=VALUE`.
+fn instance_property(v: &str) -> Result<(usize, String, String), String> {
+    let (i, kv) = v.split_once(':').ok_or("needs I:KEY=VALUE")?;
+    let i = i
+        .trim()
+        .parse()
+        .map_err(|_| "needs I:KEY=VALUE (I an instance number)")?;
+    let (k, val) = property(kv)?;
+    Ok((i, k, val))
 }
 
 /// A non-negative integer.
@@ -1068,5 +1351,100 @@ mod tests {
         let (kind, text) = err(&["footprint", "--events", "1"]);
         assert_eq!(kind, ErrorKind::UnknownArgument);
         assert!(text.contains("unexpected argument '--events'"), "{text}");
+    }
+
+    fn fb(args: &[&str]) -> FbSub {
+        let mut a = vec!["fluent-bit"];
+        a.extend_from_slice(args);
+        match ok(&a) {
+            Command::FluentBit(c) => c.command,
+            other => panic!("expected fluent-bit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fluent_bit_options() {
+        let FbSub::Output(o) = fb(&[
+            "output",
+            "p.so",
+            "-p",
+            "a=1",
+            "--prop",
+            "B=x=y",
+            "-p",
+            "a=2",
+            "--instances",
+            "2",
+            "--instance-prop",
+            "1:k=v",
+            "--generate",
+            "10",
+            "--layout",
+            "mixed",
+            "--map32",
+        ]) else {
+            panic!("output")
+        };
+        assert_eq!(
+            o.props,
+            vec![
+                ("a".into(), "1".into()),
+                ("B".into(), "x=y".into()),
+                ("a".into(), "2".into())
+            ]
+        );
+        assert_eq!(o.instance_props, vec![(1, "k".into(), "v".into())]);
+        assert_eq!(
+            (o.generate, o.gen.layout, o.gen.map32),
+            (Some(10), FbLayout::Mixed, true)
+        );
+        assert_eq!(
+            (o.stack_kib, o.retry_limit, o.workers, o.chunk_records),
+            (64, 1, 0, 256)
+        );
+        assert_eq!(o.retry_delay, Duration::from_millis(100));
+
+        let FbSub::Input(i) = fb(&[
+            "input",
+            "p.so",
+            "--collect-ms",
+            "20",
+            "--pause-after",
+            "2",
+            "--pause-for",
+            "0.5",
+        ]) else {
+            panic!("input")
+        };
+        assert_eq!(
+            (i.collect, i.pause_after),
+            (Duration::from_millis(20), Some(2))
+        );
+        let FbSub::Gen(g) = fb(&["gen", "f", "--records", "3", "--edge-times"]) else {
+            panic!("gen")
+        };
+        assert!(g.gen.edge_times && g.records == 3);
+
+        for bad in [
+            &["output", "p.so"][..],
+            &["output", "p.so", "--generate", "1", "--input", "f"],
+            &["output", "p.so", "--generate", "1", "--raw"],
+            &["output", "p.so", "--generate", "1", "-p", "novalue"],
+            &[
+                "output",
+                "p.so",
+                "--generate",
+                "1",
+                "--instance-prop",
+                "1:k=v",
+            ],
+            &["input", "p.so", "--pause-after", "1"],
+            &["gen", "f"],
+        ] {
+            let mut a = vec!["fluent-bit"];
+            a.extend_from_slice(bad);
+            assert!(parse(a.clone()).is_err(), "{a:?}");
+        }
+        assert!(shown(&["fluent-bit", "output", "--help"]).contains("FLB_RETRY re-schedules"));
     }
 }

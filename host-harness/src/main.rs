@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod fluentbit;
 mod footprint;
 mod host;
 mod jsonlog;
@@ -24,6 +25,7 @@ fn main() {
         Ok(Command::Validate(o)) => validate::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
         Ok(Command::Footprint(o)) => footprint::run(o),
+        Ok(Command::FluentBit(o)) => fluentbit::run(o),
         // Help and version on stdout (exit code 0), usage errors on stderr (exit code 2).
         Err(e) => {
             let _ = e.print();
