@@ -3,7 +3,8 @@
 //! A chunk is msgpack objects one after another, one per record, in either layout:
 //! `[[EventTime, {metadata}], {record}]` (current) or `[time, {record}]` (legacy), where the
 //! time is an `EventTime` (ext type 0: big-endian u32 seconds, u32 nanoseconds), an unsigned
-//! integer or a float. Group markers (seconds `0xFFFFFFFF` / `0xFFFFFFFE`) are skipped.
+//! integer or a float. Group markers (current layout, seconds `0xFFFFFFFF` / `0xFFFFFFFE`)
+//! are skipped.
 //!
 //! A record becomes a [`LogEvent`]: each key a content; string values as they are (sliced
 //! from the chunk, not copied); numbers, booleans and nil as text; maps and arrays as JSON
@@ -68,7 +69,11 @@ pub fn decode(chunk: &Bytes) -> Result<Decoded, BadChunk> {
                 return Err(bad(format!("a record is an array, got {}", kind(&v))));
             }
         }
-        // `[EventTime, {metadata}]` or a bare time.
+        // `[EventTime, {metadata}]` or a bare time. Group markers exist only in the current
+        // layout: a legacy record whose (float) time rounds to a marker's seconds is a record.
+        let current = c
+            .peek()
+            .is_some_and(|b| matches!(b, 0x90..=0x9f | 0xdc | 0xdd));
         let time = match c.array_len() {
             Some(n) => {
                 if n == 0 {
@@ -94,7 +99,7 @@ pub fn decode(chunk: &Bytes) -> Result<Decoded, BadChunk> {
                 return Err(bad(format!("a record body is a map, got {}", kind(&v))));
             }
         };
-        if time.0 == GROUP_START || time.0 == GROUP_END {
+        if current && (time.0 == GROUP_START || time.0 == GROUP_END) {
             for _ in 0..fields * 2 {
                 c.value().map_err(bad)?;
             }
@@ -395,11 +400,16 @@ mod tests {
         rmp::encode::write_array_len(&mut b, 2).unwrap();
         rmp::encode::write_sint(&mut b, -3).unwrap();
         rmp::encode::write_bool(&mut b, true).unwrap();
+        // A legacy record whose float time rounds to a marker's seconds is still a record.
+        rmp::encode::write_array_len(&mut b, 2).unwrap();
+        rmp::encode::write_f64(&mut b, 4_294_967_293.999_999_999).unwrap();
+        rmp::encode::write_map_len(&mut b, 0).unwrap();
         // Current layout, map32 with one entry (what tail writes).
         encode_record(&mut b, 5, 999_999_999, [(&b"k"[..], &b"v"[..])].into_iter());
         let d = decode(&Bytes::from(b)).unwrap();
         assert_eq!(d.markers, 1);
-        assert_eq!(d.events.len(), 3);
+        assert_eq!(d.events.len(), 4);
+        assert_eq!(d.events[2].time, GROUP_END, "a record, not a marker");
         assert_eq!(
             (d.events[0].time, d.events[0].time_ns),
             (1_700_000_000, Some(0))
@@ -410,7 +420,7 @@ mod tests {
         );
         assert_eq!(d.events[1].contents[0].1, Bytes::from(r#"{"x":[-3,true]}"#));
         assert_eq!(
-            (d.events[2].time, d.events[2].time_ns),
+            (d.events[3].time, d.events[3].time_ns),
             (5, Some(999_999_999))
         );
     }

@@ -357,8 +357,9 @@ pub extern "C" fn FLBPluginInputResume() {
     PAUSED.store(false, Ordering::SeqCst);
 }
 
-/// Stops the instance. Records already queued for Fluent Bit and not collected are
-/// reported (an exit loses them, as any input's in-memory buffer).
+/// Stops the instance (for a Fluent Bit that calls the `Ctx` form; see [`FLBPluginExit`]).
+/// Records already queued for Fluent Bit and not collected are reported (an exit loses them,
+/// as any input's in-memory buffer).
 ///
 /// # Safety
 /// `ctx` is what `FLBPluginInit` set; it is not used afterwards.
@@ -373,23 +374,55 @@ pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
             }
             // SAFETY: created by FLBPluginInit with Box::into_raw; Fluent Bit calls this once.
             let inst = unsafe { Box::from_raw(ctx.cast::<Instance>()) };
-            if let Some(e) = ENGINE.get() {
-                let name = inst.name.clone();
-                let _ = fluentbit::off_stack("pluginrt-exit", Duration::from_secs(10), move || {
-                    let _ = e.stop(&name, true);
-                });
-            }
-            let left = inst.queue.bytes.load(Ordering::SeqCst);
-            if left > 0 {
-                tracing::warn!(pipeline = %inst.name, bytes = left, "records queued for Fluent Bit were not collected before the exit");
-            }
-            queues()
+            let real = engine::engine::real_config_name(&inst.name).to_string();
+            let mine = queues()
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(engine::engine::real_config_name(&inst.name));
+                .remove(&real);
+            if mine.is_some() {
+                stop_instance(&inst.name, &inst.queue);
+            }
             abi::FLB_OK
         },
     )
+}
+
+/// Stops every input instance. Fluent Bit calls this (once per input instance) rather than
+/// [`FLBPluginExitCtx`]: `proxy_go_input_destroy` in its `src/proxy/go/go.c` looks up only
+/// `FLBPluginExit` for inputs. The first call stops them all; later ones find nothing left.
+#[no_mangle]
+pub extern "C" fn FLBPluginExit() -> c_int {
+    guard(
+        "FLBPluginExit",
+        || abi::FLB_ERROR,
+        || {
+            let all: Vec<(String, Arc<Queue>)> = queues()
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
+            for (name, queue) in all {
+                stop_instance(&name, &queue);
+            }
+            abi::FLB_OK
+        },
+    )
+}
+
+/// Stops config `name` (delivering what it holds within the engine's stop bound) and reports
+/// records still waiting for a collect call.
+fn stop_instance(name: &str, queue: &Queue) {
+    if let Some(e) = ENGINE.get() {
+        let n = name.to_string();
+        let _ = fluentbit::off_stack("pluginrt-exit", Duration::from_secs(10), move || {
+            let _ = e.stop(&n, true);
+        });
+    }
+    let left = queue.bytes.load(Ordering::SeqCst);
+    if left > 0 {
+        tracing::warn!(pipeline = %name, bytes = left, "records queued for Fluent Bit were not collected before the exit");
+    }
+    tracing::info!(pipeline = %name, "pluginrt input instance stopped");
 }
 
 /// Nothing was allocated for the definition (its strings are static).
