@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 pub struct GlobalConfig {
     /// Interval of metric inputs (`metric_mock`), in milliseconds.
     pub input_interval_ms: u64,
-    /// Interval at which aggregators flush partial groups, in milliseconds.
+    /// Interval at which aggregators flush partial groups, in milliseconds; 0 flushes them
+    /// whenever the pipeline's queue runs empty (no waiting).
     pub aggregat_interval_ms: u64,
     /// Accepted and ignored: flushers deliver each log group as soon as it is ready. In
     /// iLogtail's Go plugin system it only sets `FlusherWrapper.Interval`, which nothing

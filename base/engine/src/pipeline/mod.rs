@@ -226,7 +226,9 @@ impl Pipeline {
                 self.stats.clone(),
             ));
         }
-        let interval = Duration::from_millis(g.aggregat_interval_ms.max(1));
+        // 0: no timer; partial groups are flushed whenever the queue runs empty.
+        let interval =
+            (g.aggregat_interval_ms > 0).then(|| Duration::from_millis(g.aggregat_interval_ms));
         let process = rt.spawn(process_loop(
             self.lane.feed.clone(),
             self.instance,
@@ -548,13 +550,15 @@ async fn process_loop(
     mut processors: Stage<Box<dyn Processor>>,
     mut aggregators: Stage<Box<dyn Aggregator>>,
     out_tx: mpsc::Sender<Box<EventGroup>>,
-    interval: Duration,
+    interval: Option<Duration>,
     cx: PluginContext,
     ctl: Arc<FlushControl>,
 ) -> ProcessStages {
     // A predecessor of the same config still holding the queue finishes first.
     let mut rx = feed.rx.lock().await;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // Without an interval the timer never fires (a day is as good as never).
+    let every = interval.unwrap_or(Duration::from_secs(86_400));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     loop {
@@ -617,6 +621,9 @@ async fn process_loop(
             aggregate(&mut aggregators, group, size, &mut out, &cx).await;
         }
         drop(permit);
+        if interval.is_none() && rx.is_empty() {
+            flush_aggregators(&mut aggregators, &mut out, &cx).await;
+        }
         send_all(&mut out, &out_tx, &cx).await;
     }
     drop(rx);

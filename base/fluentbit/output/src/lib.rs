@@ -15,7 +15,8 @@
 //! - `FLB_ERROR` only for a chunk that is not msgpack records (it never will be).
 //!
 //! A chunk is already a batch: unless the pipeline sets `global.AggregatIntervalMs`, partial
-//! log groups are flushed after [`AGGREGATE_MS`] instead of iLogtail's 3 s.
+//! log groups are flushed as soon as the queue runs empty ([`AGGREGATE_MS`] 0) instead of
+//! after iLogtail's 3 s.
 //!
 //! Properties: `pipeline` (required), `pipeline_name` (the config name in statistics and
 //! alarms; default `fluentbit-out-<n>`), `flush_timeout_ms` (default 5000), `checkpoint_dir`
@@ -144,10 +145,11 @@ fn engine_for(
     Ok(e)
 }
 
-/// Default `global.AggregatIntervalMs` of an output instance's pipeline: a flush waits for its
-/// chunk's events to be delivered, and a chunk is already a batch, so partial log groups are
-/// flushed at once rather than after iLogtail's 3 s (a pipeline that sets the key keeps it).
-pub const AGGREGATE_MS: u64 = 20;
+/// Default `global.AggregatIntervalMs` of an output instance's pipeline: 0, partial log groups
+/// are flushed as soon as the pipeline's queue runs empty. A flush waits for its chunk's events
+/// to be delivered, and a chunk is already a batch, so waiting for iLogtail's 3 s would only
+/// hold Fluent Bit up (a pipeline that sets the key keeps it).
+pub const AGGREGATE_MS: u64 = 0;
 
 /// `json` with [`AGGREGATE_MS`] as `global.AggregatIntervalMs` unless it sets one (text that
 /// is not a JSON object is left for the config check to report).
