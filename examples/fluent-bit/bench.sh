@@ -61,17 +61,18 @@ conf_regex="$service$input$(ours "$work/regex.json" regex)"
 run() { # name conf -> "cpu_s"
     printf "%b" "$2" > "$work/$1.conf"
     rm -rf "$work/ckpt-"*
-    /usr/bin/time -f "%U %S" -o "$work/$1.time" "$fb" -e "$plugin" -c "$work/$1.conf" > "$work/$1.log" 2>&1
+    /usr/bin/time -f "%U %S %e" -o "$work/$1.time" "$fb" -e "$plugin" -c "$work/$1.conf" > "$work/$1.log" 2>&1
     awk '{printf "%.3f", $1 + $2}' "$work/$1.time"
 }
-report() { # name cpu
-    python3 -c "import sys; n,c,mb,l=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]); print(f'{n:36s} cpu {c:7.3f} s   {mb/c:8.1f} MB/cpu-s   {c/l*1e6:6.2f} cpu-us/record')" "$1" "$2" "$mb" "$lines"
+wall() { awk '{printf "%.2f", $3}' "$work/$1.time"; }
+report() { # name cpu flow
+    python3 -c "import sys; n,c,mb,l,w=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]),sys.argv[5]; print(f'{n:40s} cpu {c:7.3f} s  wall {w:>6s} s  {mb/c:8.1f} MB/cpu-s  {c/l*1e6:6.2f} cpu-us/record')" "$1" "$2" "$mb" "$lines" "$(wall "$3")"
 }
 echo "input: $lines nginx lines, $(printf %.1f "$mb") MB; Fluent Bit $("$fb" --version | head -1)"
-c_null=$(run null "$conf_null");     report "tail -> out_null" "$c_null"
-c_ours=$(run ours "$conf_ours");     report "tail -> pluginrt (flusher_null)" "$c_ours"
-c_parser=$(run parser "$conf_parser"); report "tail -> parser filter -> out_null" "$c_parser"
-c_regex=$(run regex "$conf_regex");  report "tail -> pluginrt (regex, flusher_null)" "$c_regex"
+c_null=$(run null "$conf_null");       report "tail -> out_null" "$c_null" null
+c_ours=$(run ours "$conf_ours");       report "tail -> pluginrt (flusher_null)" "$c_ours" ours
+c_parser=$(run parser "$conf_parser"); report "tail -> parser filter -> out_null" "$c_parser" parser
+c_regex=$(run regex "$conf_regex");    report "tail -> pluginrt (regex, flusher_null)" "$c_regex" regex
 for f in ours regex; do
     grep -o "received=[0-9]* delivered=[0-9]*" "$work/$f.log" | tail -1 | sed "s/^/$f: /"
 done
