@@ -41,6 +41,15 @@ pub trait Host: Send + Sync + 'static {
     /// [`Refused`] with the host's code: the payload is retried later.
     fn send(&self, payload: &Payload) -> Result<(), Refused>;
 
+    /// Called after [`Host::send`] accepted `payload`, with its acknowledgements: dropping
+    /// them (the default) commits the positions of the inputs that produced it. A host that
+    /// only queues the data keeps them until the data has really left (so an exit before then
+    /// does not count it as delivered).
+    fn accepted(&self, payload: &Payload, acks: Vec<crate::ack::Ack>) {
+        let _ = payload;
+        drop(acks);
+    }
+
     /// Whether the host can take more data for `logstore_key` now.
     fn can_send(&self, logstore_key: i64) -> bool {
         let _ = logstore_key;

@@ -355,14 +355,15 @@ impl Outbox {
             let InFlight { payload, acks } = f;
             let key = payload.spill_key.clone();
             drop(i);
+            // The host drops the acknowledgements (committing the inputs' positions), or keeps
+            // them while the data waits in a queue of its own.
+            self.svc.host.accepted(&payload, acks);
             if let Ok(p) = Arc::try_unwrap(payload) {
                 self.svc.recycle(p.data);
             }
             if let (Some(s), Some(k)) = (&self.store, key) {
                 s.unspill(&k);
             }
-            // Dropping the acknowledgements commits the inputs' positions.
-            drop(acks);
             self.changed.notify_waiters();
             return;
         }

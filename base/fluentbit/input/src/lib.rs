@@ -9,7 +9,9 @@
 //! msgpack records (`[[EventTime, {}], {contents}]`, time exact to the nanosecond) in the
 //! instance's queue, bounded by `buffer_max_bytes` (default 8 MiB): when it is full, or while
 //! Fluent Bit has paused the input (`FLBPluginInputPause`), delivery is refused and retried, so
-//! the engine's back-pressure reaches our inputs and nothing is dropped. Fluent Bit's collect
+//! the engine's back-pressure reaches our inputs and nothing is dropped. An input's position
+//! (a checkpoint) is committed only once Fluent Bit has taken the records made before it, so
+//! records still queued when Fluent Bit exits are produced again after a restart. Fluent Bit's collect
 //! timer (about once a second) takes at most `collect_max_bytes` (default 4 MiB) per call.
 //!
 //! Properties: `pipeline` (required), `pipeline_name` (default `fluentbit-in-<n>`),
@@ -17,6 +19,7 @@
 //! first instance; default `./pluginrt-fbin-checkpoint`).
 #![allow(non_snake_case)] // the entry points' names are Fluent Bit's
 
+use engine::ack::Ack;
 use engine::host::{Host, Payload, Refused};
 use engine::{Engine, InitOptions, Settings};
 use fluentbit::abi::{self, flb_plugin_proxy_def, flbgo_input_plugin};
@@ -48,31 +51,49 @@ fn queues() -> &'static RwLock<HashMap<String, Arc<Queue>>> {
     QUEUES.get_or_init(Default::default)
 }
 
-/// Encoded records waiting for Fluent Bit's collect call, one buffer per delivered group.
+/// Encoded records waiting for Fluent Bit's collect call, one buffer per delivered group, with
+/// the group's acknowledgements: an input's position is committed only once Fluent Bit took
+/// the records (not when they entered this queue).
 struct Queue {
-    parts: Mutex<VecDeque<Vec<u8>>>,
+    /// (sequence number, records, acknowledgements) per delivered group.
+    parts: Mutex<VecDeque<(u64, Vec<u8>, Vec<Ack>)>>,
+    /// Sequence number of the last group pushed.
+    pushed: AtomicU64,
     bytes: AtomicU64,
     limit: usize,
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Vec<u8>, Vec<Ack>)>> {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes whole groups' records, at most `max` bytes (at least one group).
-    fn take(&self, max: usize) -> Vec<u8> {
+    /// Takes whole groups' records, at most `max` bytes (at least one group), with their
+    /// acknowledgements (to drop once Fluent Bit has the records).
+    fn take(&self, max: usize) -> (Vec<u8>, Vec<Ack>) {
         let mut parts = self.lock();
-        let mut out = Vec::new();
-        while let Some(front) = parts.front() {
+        let (mut out, mut acks) = (Vec::new(), Vec::new());
+        while let Some((_, front, _)) = parts.front() {
             if !out.is_empty() && out.len() + front.len() > max {
                 break;
             }
-            let part = parts.pop_front().unwrap_or_default();
+            let (_, part, a) = parts.pop_front().unwrap_or_default();
             out.extend_from_slice(&part);
+            acks.extend(a);
         }
         self.bytes.fetch_sub(out.len() as u64, Ordering::SeqCst);
-        out
+        (out, acks)
+    }
+
+    /// At exit: what Fluent Bit never took is not committed (its acknowledgements are
+    /// forgotten, not dropped), so the inputs produce it again after a restart.
+    fn abandon(&self) -> u64 {
+        let parts = std::mem::take(&mut *self.lock());
+        let left = self.bytes.swap(0, Ordering::SeqCst);
+        for (_, _, acks) in parts {
+            std::mem::forget(acks);
+        }
+        left
     }
 }
 
@@ -110,8 +131,26 @@ impl Host for QueueHost {
         let mut buf = Vec::with_capacity(p.data.len() + 16 * g.logs.len());
         records::encode_log_group(&mut buf, &g);
         q.bytes.fetch_add(buf.len() as u64, Ordering::SeqCst);
-        q.lock().push_back(buf);
+        let seq = q.pushed.fetch_add(1, Ordering::SeqCst) + 1;
+        q.lock().push_back((seq, buf, Vec::new()));
         Ok(())
+    }
+
+    /// The acknowledgements of the group [`QueueHost::send`] just queued wait with its records
+    /// until Fluent Bit collects them (one delivery at a time per config, so the last group
+    /// queued is that one; if it was collected already, they are dropped now).
+    fn accepted(&self, p: &Payload, acks: Vec<Ack>) {
+        let q = queues()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&*p.config)
+            .cloned();
+        let Some(q) = q else { return };
+        let mut parts = q.lock();
+        match parts.back_mut() {
+            Some((seq, _, held)) if *seq == q.pushed.load(Ordering::SeqCst) => held.extend(acks),
+            _ => drop(acks),
+        }
     }
 }
 
@@ -213,6 +252,7 @@ unsafe fn init(p: &flbgo_input_plugin) -> Result<Instance, String> {
     .map_err(|err| format!("cannot open the checkpoint store {dir}: {err}"))?;
     let queue = Arc::new(Queue {
         parts: Mutex::new(VecDeque::new()),
+        pushed: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         limit: buffer_max,
     });
@@ -304,7 +344,7 @@ pub unsafe extern "C" fn FLBPluginInputCallbackCtx(
             let Some(inst) = (unsafe { ctx.cast::<Instance>().as_ref() }) else {
                 return -1;
             };
-            let out = inst.queue.take(inst.collect_max);
+            let (out, acks) = inst.queue.take(inst.collect_max);
             if out.is_empty() {
                 return abi::FLB_OK;
             }
@@ -316,7 +356,7 @@ pub unsafe extern "C" fn FLBPluginInputCallbackCtx(
                 inst.queue
                     .bytes
                     .fetch_add(out.len() as u64, Ordering::SeqCst);
-                inst.queue.lock().push_front(out);
+                inst.queue.lock().push_front((0, out, acks));
                 return -1;
             }
             // SAFETY: `p` has room for `out.len()` bytes.
@@ -325,6 +365,8 @@ pub unsafe extern "C" fn FLBPluginInputCallbackCtx(
                 *data = p;
                 *size = out.len();
             }
+            // Fluent Bit has the records: the inputs' positions may now be committed.
+            drop(acks);
             abi::FLB_OK
         },
     )
@@ -358,8 +400,8 @@ pub extern "C" fn FLBPluginInputResume() {
 }
 
 /// Stops the instance (for a Fluent Bit that calls the `Ctx` form; see [`FLBPluginExit`]).
-/// Records already queued for Fluent Bit and not collected are reported (an exit loses them,
-/// as any input's in-memory buffer).
+/// Records queued for Fluent Bit and not collected are reported; their inputs' positions
+/// are not committed, so a restart produces them again.
 ///
 /// # Safety
 /// `ctx` is what `FLBPluginInit` set; it is not used afterwards.
@@ -418,9 +460,9 @@ fn stop_instance(name: &str, queue: &Queue) {
             let _ = e.stop(&n, true);
         });
     }
-    let left = queue.bytes.load(Ordering::SeqCst);
+    let left = queue.abandon();
     if left > 0 {
-        tracing::warn!(pipeline = %name, bytes = left, "records queued for Fluent Bit were not collected before the exit");
+        tracing::warn!(pipeline = %name, bytes = left, "records queued for Fluent Bit were not collected before the exit; their inputs' positions were not committed, so they are produced again after a restart");
     }
     tracing::info!(pipeline = %name, "pluginrt input instance stopped");
 }
