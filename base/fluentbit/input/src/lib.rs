@@ -51,12 +51,15 @@ fn queues() -> &'static RwLock<HashMap<String, Arc<Queue>>> {
     QUEUES.get_or_init(Default::default)
 }
 
+/// One delivered group waiting for a collect call: (sequence number, its records, its
+/// acknowledgements).
+type Part = (u64, Vec<u8>, Vec<Ack>);
+
 /// Encoded records waiting for Fluent Bit's collect call, one buffer per delivered group, with
 /// the group's acknowledgements: an input's position is committed only once Fluent Bit took
 /// the records (not when they entered this queue).
 struct Queue {
-    /// (sequence number, records, acknowledgements) per delivered group.
-    parts: Mutex<VecDeque<(u64, Vec<u8>, Vec<Ack>)>>,
+    parts: Mutex<VecDeque<Part>>,
     /// Sequence number of the last group pushed.
     pushed: AtomicU64,
     bytes: AtomicU64,
@@ -64,7 +67,7 @@ struct Queue {
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Vec<u8>, Vec<Ack>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Part>> {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
