@@ -8,7 +8,9 @@ pub mod abi;
 pub mod log;
 pub mod records;
 
+use engine::config::PipelineConfig;
 use engine::host::Payload;
+use engine::Engine;
 use prost::Message;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -138,4 +140,87 @@ pub fn report_builtin(p: &Payload) -> bool {
         }
     }
     true
+}
+
+/// Fills a plugin definition: `type_` is [`abi::TYPE_INPUT`] or [`abi::TYPE_OUTPUT`]; the
+/// strings are static (Fluent Bit copies the name and keeps the description). Returns 0, or
+/// -1 for a NULL definition.
+///
+/// # Safety
+/// `def` is NULL or Fluent Bit's zeroed definition, writable for the call.
+pub unsafe fn register(
+    def: *mut abi::flb_plugin_proxy_def,
+    type_: std::ffi::c_int,
+    name: &'static CStr,
+    description: &'static CStr,
+) -> std::ffi::c_int {
+    // SAFETY: forwarded contract.
+    let Some(d) = (unsafe { def.as_mut() }) else {
+        return -1;
+    };
+    d.type_ = type_;
+    d.proxy = abi::PROXY_GOLANG;
+    d.flags = 0;
+    d.name = name.as_ptr().cast_mut();
+    d.description = description.as_ptr().cast_mut();
+    d.event_type = 0;
+    d.config_map = std::ptr::null_mut();
+    0
+}
+
+/// The most verbose level `check(ins, level)` says the instance logs (1 error … 5 trace;
+/// info without a check function).
+///
+/// # Safety
+/// `ins` is the instance Fluent Bit handed with `check`.
+pub unsafe fn instance_level(check: Option<abi::LogCheckFn>, ins: *mut c_void) -> std::ffi::c_int {
+    let Some(check) = check else {
+        return abi::LOG_INFO;
+    };
+    (abi::LOG_ERROR..=abi::LOG_TRACE)
+        .rev()
+        // SAFETY: forwarded contract.
+        .find(|l| unsafe { check(ins, *l) } != 0)
+        .unwrap_or(abi::LOG_ERROR)
+}
+
+/// The pipeline config the `pipeline` property names: the JSON itself, or a file to read.
+///
+/// # Errors
+/// A message naming the property when it is unset or the file cannot be read.
+pub fn pipeline_json(spec: Option<String>) -> Result<String, String> {
+    let spec = spec
+        .ok_or("property pipeline is required (a path to a pipeline config, or the JSON itself)")?;
+    if spec.trim_start().starts_with('{') {
+        return Ok(spec);
+    }
+    std::fs::read_to_string(spec.trim())
+        .map_err(|e| format!("property pipeline: cannot read {}: {e}", spec.trim()))
+}
+
+/// Checks config `name`: every problem, each naming config, plugin and field, in one message.
+///
+/// # Errors
+/// The problems, joined.
+pub fn check_pipeline(name: &str, json: &str) -> Result<PipelineConfig, String> {
+    Engine::check_config(name, json).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Loads config `name` into `e` and runs it (holding the engine's other configs for the
+/// moment it takes, as iLogtail's reload does).
+///
+/// # Errors
+/// Why it did not load or start.
+pub fn start_pipeline(e: &Engine, name: &str, json: &str) -> Result<(), String> {
+    e.hold_on(false);
+    let loaded = e.load_config("fluentbit", name, name, -1, json);
+    let resumed = e.resume();
+    loaded.map_err(|err| format!("config \"{name}\" did not load: {err}"))?;
+    resumed.map_err(|err| format!("the engine did not resume: {err}"))
 }

@@ -173,21 +173,8 @@ pub unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_
     guard(
         "FLBPluginRegister",
         || -1,
-        || {
-            if def.is_null() {
-                return -1;
-            }
-            // SAFETY: Fluent Bit hands a zeroed definition for us to fill.
-            let d = unsafe { &mut *def };
-            d.type_ = abi::TYPE_INPUT;
-            d.proxy = abi::PROXY_GOLANG;
-            d.flags = 0;
-            d.name = NAME.as_ptr().cast_mut();
-            d.description = DESCRIPTION.as_ptr().cast_mut();
-            d.event_type = 0;
-            d.config_map = std::ptr::null_mut();
-            0
-        },
+        // SAFETY: forwarded contract.
+        || unsafe { fluentbit::register(def, abi::TYPE_INPUT, NAME, DESCRIPTION) },
     )
 }
 
@@ -220,21 +207,8 @@ unsafe fn init(p: &flbgo_input_plugin) -> Result<Instance, String> {
         "collect_max_bytes",
         DEFAULT_COLLECT_MAX,
     )?;
-    let spec = prop("pipeline")
-        .ok_or("property pipeline is required (a path to a pipeline config, or the JSON itself)")?;
-    let json = if spec.trim_start().starts_with('{') {
-        spec
-    } else {
-        std::fs::read_to_string(spec.trim())
-            .map_err(|e| format!("property pipeline: cannot read {}: {e}", spec.trim()))?
-    };
-    let config = Engine::check_config(&name, &json).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let json = fluentbit::pipeline_json(prop("pipeline"))?;
+    let config = fluentbit::check_pipeline(&name, &json)?;
     if config.inputs.is_empty() {
         return Err(format!(
             "config \"{name}\": an input plugin's pipeline needs inputs"
@@ -263,11 +237,7 @@ unsafe fn init(p: &flbgo_input_plugin) -> Result<Instance, String> {
         engine::engine::real_config_name(&name).to_string(),
         queue.clone(),
     );
-    e.hold_on(false);
-    let loaded = e.load_config("fluentbit", &name, &name, -1, &json);
-    let resumed = e.resume();
-    loaded.map_err(|err| format!("config \"{name}\" did not load: {err}"))?;
-    resumed.map_err(|err| format!("the engine did not resume: {err}"))?;
+    fluentbit::start_pipeline(e, &name, &json)?;
     Ok(Instance {
         name,
         queue,
@@ -287,16 +257,9 @@ pub extern "C" fn FLBPluginInit(plugin: *mut c_void) -> c_int {
             };
             // SAFETY: as above.
             let api = unsafe { p.api.as_ref() };
-            let level = api
-                .and_then(|a| a.input_log_check)
-                .map(|check| {
-                    (abi::LOG_ERROR..=abi::LOG_TRACE)
-                        .rev()
-                        // SAFETY: the instance is the one Fluent Bit handed.
-                        .find(|l| unsafe { check(p.i_ins, *l) } != 0)
-                        .unwrap_or(abi::LOG_ERROR)
-                })
-                .unwrap_or(abi::LOG_INFO);
+            // SAFETY: the instance is the one Fluent Bit handed with this API.
+            let level =
+                unsafe { fluentbit::instance_level(api.and_then(|a| a.input_log_check), p.i_ins) };
             fluentbit::log::install(api.and_then(|a| a.log_print), level);
             // SAFETY: as above.
             match unsafe { init(p) } {

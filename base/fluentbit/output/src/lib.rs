@@ -80,39 +80,9 @@ pub unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_
     guard(
         "FLBPluginRegister",
         || -1,
-        || {
-            if def.is_null() {
-                return -1;
-            }
-            // SAFETY: Fluent Bit hands a zeroed definition for us to fill.
-            let d = unsafe { &mut *def };
-            d.type_ = abi::TYPE_OUTPUT;
-            d.proxy = abi::PROXY_GOLANG;
-            d.flags = 0;
-            // Fluent Bit copies the name and keeps the description: both are static.
-            d.name = NAME.as_ptr().cast_mut();
-            d.description = DESCRIPTION.as_ptr().cast_mut();
-            d.event_type = 0;
-            d.config_map = std::ptr::null_mut();
-            0
-        },
+        // SAFETY: forwarded contract.
+        || unsafe { fluentbit::register(def, abi::TYPE_OUTPUT, NAME, DESCRIPTION) },
     )
-}
-
-/// The instance's log level as Fluent Bit's (1 error … 5 trace).
-///
-/// # Safety
-/// `p` is the plugin struct of the instance being initialised.
-unsafe fn instance_level(p: &flbgo_output_plugin) -> c_int {
-    // SAFETY: `api` is valid for the plugin's life.
-    let Some(check) = (unsafe { p.api.as_ref() }).and_then(|a| a.output_log_check) else {
-        return abi::LOG_INFO;
-    };
-    (abi::LOG_ERROR..=abi::LOG_TRACE)
-        .rev()
-        // SAFETY: the instance is the one Fluent Bit handed.
-        .find(|l| unsafe { check(p.o_ins, *l) } != 0)
-        .unwrap_or(abi::LOG_ERROR)
 }
 
 fn engine_for(
@@ -193,22 +163,9 @@ unsafe fn init(p: &flbgo_output_plugin) -> Result<Instance, String> {
             }
         },
     };
-    let spec = prop("pipeline")
-        .ok_or("property pipeline is required (a path to a pipeline config, or the JSON itself)")?;
-    let json = if spec.trim_start().starts_with('{') {
-        spec
-    } else {
-        std::fs::read_to_string(spec.trim())
-            .map_err(|e| format!("property pipeline: cannot read {}: {e}", spec.trim()))?
-    };
+    let json = fluentbit::pipeline_json(prop("pipeline"))?;
     let json = with_short_aggregation(json);
-    let config = Engine::check_config(&name, &json).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let config = fluentbit::check_pipeline(&name, &json)?;
     if config.flushers.iter().all(|f| f.type_name == "flusher_sls") {
         return Err(format!(
             "config \"{name}\": inside Fluent Bit the pipeline needs a flusher that writes somewhere (e.g. flusher_stdout with FileName); flusher_sls has no destination here"
@@ -223,11 +180,7 @@ unsafe fn init(p: &flbgo_output_plugin) -> Result<Instance, String> {
             })?),
         };
     let e = engine_for(dir, flush_timeout, statistics_ms)?;
-    e.hold_on(false);
-    let loaded = e.load_config("fluentbit", &name, &name, -1, &json);
-    let resumed = e.resume();
-    loaded.map_err(|err| format!("config \"{name}\" did not load: {err}"))?;
-    resumed.map_err(|err| format!("the engine did not resume: {err}"))?;
+    fluentbit::start_pipeline(e, &name, &json)?;
     Ok(Instance {
         name,
         flush_timeout,
@@ -244,8 +197,10 @@ pub extern "C" fn FLBPluginInit(plugin: *mut c_void) -> c_int {
             let Some(p) = (unsafe { plugin.cast::<flbgo_output_plugin>().as_ref() }) else {
                 return 0;
             };
-            // SAFETY: as above.
-            let level = unsafe { instance_level(p) };
+            // SAFETY: `api` is valid for the plugin's life; the instance is Fluent Bit's.
+            let level = unsafe {
+                fluentbit::instance_level(p.api.as_ref().and_then(|a| a.output_log_check), p.o_ins)
+            };
             fluentbit::log::install(
                 // SAFETY: as above.
                 unsafe { p.api.as_ref() }.and_then(|a| a.log_print),
