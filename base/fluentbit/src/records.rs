@@ -231,13 +231,8 @@ fn time_of(v: &ValueRef<'_>) -> Option<(u32, u32)> {
             u32::from_be_bytes(b[0..4].try_into().ok()?),
             u32::from_be_bytes(b[4..8].try_into().ok()?),
         )),
-        ValueRef::Integer(i) => match (i.as_u64(), i.as_i64()) {
-            (Some(u), _) => Some((u32::try_from(u).ok()?, 0)),
-            // Markers written as plain integers.
-            (None, Some(-1)) => Some((GROUP_START, 0)),
-            (None, Some(-2)) => Some((GROUP_END, 0)),
-            _ => None,
-        },
+        // A negative integer is no time (group markers exist only as EventTime).
+        ValueRef::Integer(i) => Some((u32::try_from(i.as_u64()?).ok()?, 0)),
         ValueRef::F64(f) if f.is_finite() && *f >= 0.0 && *f < 4_294_967_296.0 => {
             let secs = f.trunc();
             let nanos = ((f - secs) * 1e9).round().min(999_999_999.0);
@@ -434,6 +429,8 @@ mod tests {
             (&b"\x93\x01\x80\x80"[..], "array of 2"),
             (&b"\x92\xa1x\x80"[..], "bad record time"),
             (&b"\x92\x01\x01"[..], "body is a map"),
+            // A negative integer is no time (markers exist only as EventTime).
+            (&b"\x92\xff\x80"[..], "bad record time"),
         ] {
             let e = decode(&Bytes::copy_from_slice(bytes)).unwrap_err();
             assert!(e.why.contains(why), "{bytes:?}: {e}");
