@@ -74,7 +74,7 @@ static void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::millisec
 // ---- shared state: on the heap, never freed (base threads may still call back while the process exits) ----
 struct Gate { bool open = false; int inflight = 0, gen = 0; long fed = 0, limit = 0; };  // per /2 pipeline
 struct State {
-    std::mutex mu;  // guards all but the atomics
+    std::mutex mu;  // guards all but the atomics; cv: any change of it
     std::condition_variable cv;
     Gate demo, second;
     bool quit = false, monitor_quit = false, containers_quit = false;
@@ -97,8 +97,7 @@ static std::string pair_msg(std::string_view k, std::string_view v) { std::strin
 template <class F> static bool walk(std::string_view m, F &&on_bytes) {  // calls on_bytes(field, bytes)
     auto p = (const uint8_t *)m.data(), e = p + m.size();
     auto varint = [&](uint64_t &v) {
-        v = 0;
-        for (int s = 0; s < 64 && p < e; s += 7) { v |= uint64_t(*p & 0x7f) << s; if (!(*p++ & 0x80)) return true; }
+        for (int s = (v = 0); s < 64 && p < e; s += 7) if (v |= uint64_t(*p & 0x7f) << s, !(*p++ & 0x80)) return true;
         return false;
     };
     for (uint64_t key, n; p < e;) {
@@ -113,19 +112,17 @@ template <class F> static bool walk(std::string_view m, F &&on_bytes) {  // call
     }
     return true;
 }
-static bool parse_u64(std::string_view s, uint64_t &v, int base = 10) {
+static bool parse_u64(std::string_view s, uint64_t &v, int base = 10) {  // all of s, no sign or space
     std::string t(s);
     char *end;
-    errno = 0, v = strtoull(t.c_str(), &end, base);
-    return !t.empty() && isalnum((unsigned char)t[0]) && !errno && !*end;
+    return errno = 0, v = strtoull(t.c_str(), &end, base), !t.empty() && isalnum((unsigned char)t[0]) && !errno && !*end;
 }
 // the host's FNV-1a-64 (HashUtil.cpp: bytes read as plain char) as ToHexString(int64): uppercase, no 0 padding
 static std::string pack_id_of(const std::string &source) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (char c : source) h = (h ^ uint64_t(int64_t(c))) * 0x100000001b3ULL;
     char buf[24];
-    snprintf(buf, sizeof buf, "%llX", (unsigned long long)h);
-    return buf;
+    return snprintf(buf, sizeof buf, "%llX", (unsigned long long)h), buf;
 }
 
 // ---- SendPb(V2): walks the LogGroup in place; each log carries its sequence (key "n", or in "content") ----
@@ -180,9 +177,7 @@ static int on_log_group(const char *cfg, int cfg_n, const char *ls, int ls_n, co
 }
 static int is_valid_to_send(long long) { return 0; }
 static int send_pb(const char *c, int cn, const char *l, int ln, char *pb, int pbn, int) { return on_log_group(c, cn, l, ln, pb, pbn); }
-static int send_pb_v2(const char *c, int cn, const char *l, int ln, char *pb, int pbn, int, const char *, int) {
-    return on_log_group(c, cn, l, ln, pb, pbn);
-}
+static int send_pb_v2(const char *c, int cn, const char *l, int ln, char *pb, int pbn, int, const char *, int) { return on_log_group(c, cn, l, ln, pb, pbn); }
 
 // ---- JSON, as much as the host needs: the members of one object (nested values checked, not kept) ----
 using Members = std::map<std::string, std::pair<char, std::string>>;  // key -> (kind s/n/l/o/a, text)
@@ -223,16 +218,14 @@ struct Json {
             if (size_t(e - p) >= strlen(lit) && !memcmp(p, lit, strlen(lit))) return kind = 'l', p += strlen(lit), true;
         std::string t(p, size_t(std::min<ptrdiff_t>(e - p, 64)));
         char *end;
-        strtod(t.c_str(), &end);
-        if (end == t.c_str() || !(isdigit((unsigned char)t[0]) || t[0] == '-')) return false;
+        if (strtod(t.c_str(), &end), end == t.c_str() || !(isdigit((unsigned char)t[0]) || t[0] == '-')) return false;
         return kind = 'n', out.assign(t.c_str(), size_t(end - t.c_str())), p += end - t.c_str(), true;
     }
     static bool object(const std::string &s, Members *obj) {
         Json j{s.data(), s.data() + s.size()};
         std::string out;
         char kind = 0;
-        bool ok = j.value(out, kind, obj);
-        return j.ws(), ok && j.p == j.e && kind == 'o';
+        return j.value(out, kind, obj) && (j.ws(), j.p == j.e) && kind == 'o';
     }
 };
 
@@ -307,11 +300,12 @@ static void pull_containers(lc::GetContainersFun fn, const char *name) {
     free(res);
     if (!json.empty() && !Json::object(json, nullptr)) fail_pull(name, "not a JSON object: " + json.substr(0, 200));
 }
+template <class F> static auto locked(F f) { std::lock_guard<std::mutex> lk(S.mu); return f(); }
 static bool wait_quit(bool &flag, int ms) {
     std::unique_lock<std::mutex> lk(S.mu);
     return S.cv.wait_for(lk, std::chrono::milliseconds(ms), [&] { return flag; });
 }
-static void quit(bool &flag) { std::lock_guard<std::mutex> lk(S.mu); flag = true, S.cv.notify_all(); }
+static void quit(bool &flag) { locked([&] { flag = true, S.cv.notify_all(); }); }
 static void monitor() {  // alarms every 200 ms, metrics every 500 ms (the host: 3 s, 60 s)
     for (int tick = 0; !wait_quit(S.monitor_quit, 100); ++tick) {
         if (tick % 2 == 0) pull_alarms();
@@ -357,23 +351,15 @@ static bool feed(Gate &gate, const std::string &name, long first, long total) { 
     std::string source = "/var/log/" + name + ".log#" + std::to_string(gen), pack = pack_id_of(source);
     std::string pb = event_group(first + gate.fed, n, name == "demo" ? "word" : name, source);
     GoInt rc = B.Process(gs(name + "/2"), GoSlice{pb.data(), GoInt(pb.size()), GoInt(pb.size())}, gs(pack));
-    {
-        std::lock_guard<std::mutex> lk(S.mu);
-        gate.inflight--, gate.fed += rc == 0 ? n : 0;
-        S.cv.notify_all();
-    }
+    locked([&] { gate.inflight--, gate.fed += rc == 0 ? n : 0, S.cv.notify_all(); });
     if (rc != 0) S.nonzero++, sleep_ms(20);  // retried
     return true;
 }
 static void processor() {
     for (bool more = true; more;) {
         more = feed(S.demo, "demo", 0, demo_total);
-        std::unique_lock<std::mutex> lk(S.mu);
-        bool second = S.second.open;
-        lk.unlock();
-        if (second) more |= feed(S.second, "second", demo_total, second_total);
-        lk.lock();
-        more &= !S.quit;
+        if (locked([] { return S.second.open; })) more |= feed(S.second, "second", demo_total, second_total);
+        more &= !locked([] { return S.quit; });
     }
 }
 static void close_gate(Gate &g) {
@@ -381,7 +367,7 @@ static void close_gate(Gate &g) {
     g.open = false;
     S.cv.wait(lk, [&] { return g.inflight == 0; });  // wait for the in-flight Process of this pipeline
 }
-static void open_gate(Gate &g, long limit) { std::lock_guard<std::mutex> lk(S.mu); g.open = true, g.gen++, g.limit = limit, S.cv.notify_all(); }
+static void open_gate(Gate &g, long limit) { locked([&] { g.open = true, g.gen++, g.limit = limit, S.cv.notify_all(); }); }
 static bool wait_until(Clock::time_point deadline, std::function<bool()> done) {
     std::unique_lock<std::mutex> lk(S.mu);
     return S.cv.wait_until(lk, deadline, done);
@@ -409,6 +395,7 @@ static bool sym(void *lib, const char *name, void **slot, std::string *missing) 
 #define FAIL(...) return fprintf(stderr, "host: " __VA_ARGS__), fputc('\n', stderr), 2
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);  // ordered with stderr when both go to one file
     if (argc != 5) FAIL("usage: host LIBDIR MODIFY_CYCLES LOGS_PER_CYCLE TIMEOUT_SECS");
     std::string libdir = argv[1], missing;
     long cycles = atol(argv[2]), per_cycle = atol(argv[3]);
@@ -426,7 +413,7 @@ int main(int argc, char **argv) {
     void *adapter = dlopen((libdir + "/libGoPluginAdapter.so").c_str(), RTLD_LAZY);
     if (!adapter) FAIL("%s", dlerror());
     lc::PluginAdapterVersionFun version;
-    lc::RegisterLogtailCallBackV2Fun reg2;
+    lc::RegisterLogtailCallBackV2Fun reg2;  // the host's 3-argument type: the base's has a 4th argument
     lc::RegisterLogtailCallBackFun reg;
     if (!sym(adapter, "PluginAdapterVersion", (void **)&version, nullptr)) FAIL("the adapter misses PluginAdapterVersion");
     int v = version();
@@ -449,11 +436,10 @@ int main(int argc, char **argv) {
     if (!missing.empty()) FAIL("the base misses %s", missing.c_str());
 
     // 3. InitPluginBaseV2 with the host's global JSON (ABI §4.1)
-    char tmp[] = "/tmp/loongcollector-host.XXXXXX";
-    const char *env = getenv("HOST_DATA_DIR");
-    std::string dir = env && *env ? env : "";
-    if (dir.empty() && !mkdtemp(tmp)) FAIL("mkdtemp: %s", strerror(errno));
-    if ((dir = dir.empty() ? tmp : dir).find_first_of("\"\\") != dir.npos) FAIL("the data dir must not contain \" or \\");
+    char tmp[] = "/tmp/loongcollector-host.XXXXXX", *env = getenv("HOST_DATA_DIR");
+    std::string dir = env && *env ? env : mkdtemp(tmp) ? tmp : "";
+    if (dir.empty()) FAIL("mkdtemp: %s", strerror(errno));
+    if (dir.find_first_of("\"\\") != dir.npos) FAIL("the data dir must not contain \" or \\");
     if (dir.back() != '/') dir += '/';
     for (const char *sub : {"", "conf", "log", "thirdparty"}) mkdir((dir + sub).c_str(), 0755);
     std::string cfg = "{\n";
@@ -479,34 +465,26 @@ int main(int argc, char **argv) {
         if (r != 0) fprintf(stderr, "host: !! LoadPipeline(%s) returned %lld\n", name.c_str(), r), ok = false;
         return r == 0;
     };
-    S.phase = "add demo";
-    if (!load("demo/2", 7, pipeline(REGEX_A))) return 2;
+    if (S.phase = "add demo", !load("demo/2", 7, pipeline(REGEX_A))) return 2;
     B.Start(gs("demo/2")), open_gate(S.demo, std::min(demo_total, per_cycle * 3 / 2));  // half a cycle ahead
     std::thread feeder(processor);
     S.phase = "stage + unload other";
     if (load("other/2", 8, pipeline(REGEX_B)) && (rc = B.Unload(gs("other/2"))) != 0)
         fprintf(stderr, "host: !! UnloadPipeline(other/2) returned %lld\n", rc), ok = false;
-    S.phase = "add second";
-    if (!load("second/2", 9, pipeline(ADD_FIELDS))) return 2;
+    if (S.phase = "add second", !load("second/2", 9, pipeline(ADD_FIELDS))) return 2;
     B.Start(gs("second/2")), open_gate(S.second, second_total);
 
     // 6. modify cycles spread over the feeding; second is removed once it is fed
     double stop_max = 0, start_max = 0;
-    auto stop = [&](Gate &g, const char *name, GoInt removed) {
-        close_gate(g);
-        auto t = Clock::now();
-        B.Stop(gs(name), removed);
-        stop_max = std::max(stop_max, ms_since(t));
-    };
+    auto timed = [](double &max, auto call) { auto t = Clock::now(); call(); return max = std::max(max, ms_since(t)); };
+    auto stop = [&](Gate &g, const char *name, GoInt removed) { close_gate(g), timed(stop_max, [&] { B.Stop(gs(name), removed); }); };
     auto second_fed = [&] { return S.second.fed >= second_total; };
     for (long k = 1; k <= cycles && !timed_out; ++k) {
         if ((timed_out = !wait_until(deadline, [&] { return S.demo.fed >= k * per_cycle; }))) break;
         S.phase = "modify demo";
         load("demo/2", 7, pipeline(k % 2 ? REGEX_B : REGEX_A));
         stop(S.demo, "demo/2", 0);
-        auto t = Clock::now();
-        B.Start(gs("demo/2"));
-        start_max = std::max(start_max, ms_since(t));
+        timed(start_max, [] { B.Start(gs("demo/2")); });
         open_gate(S.demo, std::min(demo_total, k * per_cycle + per_cycle * 3 / 2));
         if (!second_removed && wait_until(Clock::now(), second_fed)) S.phase = "remove second", stop(S.second, "second/2", 1), second_removed = true;
     }
@@ -516,20 +494,12 @@ int main(int argc, char **argv) {
     if (!second_removed) S.phase = "remove second", stop(S.second, "second/2", 1);
     timed_out |= !wait_until(deadline, [&] { return S.demo.fed >= demo_total && S.received >= demo_total + second_total; });
     if (timed_out) fprintf(stderr, "host: !! timed out after %.0f s\n", timeout_s);
-    S.phase = "StopAllPipelines(1)";
-    auto t = Clock::now();
-    B.StopAll(1);
-    double stopall1 = ms_since(t);
-    S.phase = "stopping the processor thread";
-    quit(S.quit), feeder.join();
-    S.phase = "StopAllPipelines(0)";
-    t = Clock::now();
-    B.StopAll(0);
-    double stopall0 = ms_since(t);
-    S.phase = "the last monitor pull";
-    quit(S.monitor_quit), mon.join();
-    S.phase = "StopBuiltInModules";
-    B.StopBuiltIn();
+    double stopall1 = 0, stopall0 = 0;
+    S.phase = "StopAllPipelines(1)", timed(stopall1, [] { B.StopAll(1); });
+    S.phase = "stopping the processor thread", quit(S.quit), feeder.join();
+    S.phase = "StopAllPipelines(0)", timed(stopall0, [] { B.StopAll(0); });
+    S.phase = "the last monitor pull", quit(S.monitor_quit), mon.join();
+    S.phase = "StopBuiltInModules", B.StopBuiltIn();
     quit(S.containers_quit), cont.join();
 
     std::lock_guard<std::mutex> lk(S.mu);
