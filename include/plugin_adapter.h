@@ -72,6 +72,9 @@ int PluginAdapterVersion(void);
 /**
  * Registers the host's callbacks (first generation, without a shard-hash send).
  *
+ * LoongCollector 3.2+ hosts pass two arguments: `cmdFun` is then garbage, kept but never
+ * called (see [`PluginAdapterTrustCtlCmd`]).
+ *
  * Replaces the whole set registered before, including any `SendPbV2Fun`, which is cleared:
  * `LogtailSendPbV2` then falls back to `sendFun`. Any pointer may be NULL ("not registered").
  * May be called at any time, from any thread, also while other threads are inside a
@@ -81,6 +84,9 @@ void RegisterLogtailCallBack(IsValidToSendFun checkFun, SendPbFun sendFun, Plugi
 
 /**
  * Registers the host's callbacks, including the send with a shard hash.
+ *
+ * LoongCollector 3.2+ hosts pass three arguments: `cmdFun` is then garbage, kept but never
+ * called (see [`PluginAdapterTrustCtlCmd`]).
  *
  * Replaces the whole set registered before. Any pointer may be NULL ("not registered"); with
  * `sendV2Fun` NULL, `LogtailSendPbV2` falls back to `sendFun`. May be called at any time, from
@@ -138,10 +144,23 @@ int LogtailSendPbV2(const char *configName,
                     int shardHashSize);
 
 /**
+ * Tells the adaptor whether the host in use passes the command callback, so that
+ * [`LogtailCtlCmd`] may call it (`trusted != 0`) or must not (`0`, the default).
+ *
+ * iLogtail 1.x/2.x and LoongCollector 3.0–3.1 register `cmdFun`; LoongCollector 3.2+ calls
+ * the same `Register*` functions with one argument fewer, and what arrives as `cmdFun` is
+ * whatever the register held (on x86-64 and AArch64 alike): calling it would jump anywhere.
+ * Only the base can tell the generations apart (by the host's first config call), so it says
+ * so here; until then, and for 3.x hosts, the command callback is never called.
+ */
+void PluginAdapterTrustCtlCmd(int trusted);
+
+/**
  * Passes a plugin command to the host (container file collection: `optId` 1 update file,
  * 2 remove file, 3 update all, 4 stop file).
  *
- * Returns the host's answer, or `-1` when no command callback is registered.
+ * Returns the host's answer, or `-1` when no command callback is registered or the host's
+ * generation is not known to pass one ([`PluginAdapterTrustCtlCmd`]).
  *
  * # Safety
  *

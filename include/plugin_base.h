@@ -107,6 +107,111 @@ typedef struct containerMeta {
   char **envsVal;
 } containerMeta;
 
+/**
+ * One key and value of a pulled metric record (`malloc`ed, NUL-terminated).
+ */
+typedef struct InnerKeyValue {
+  /**
+   * Key.
+   */
+  char *key;
+  /**
+   * Value.
+   */
+  char *value;
+} InnerKeyValue;
+
+/**
+ * One pulled metric record: `count` key-values.
+ */
+typedef struct InnerPluginMetric {
+  /**
+   * The key-values.
+   */
+  struct InnerKeyValue **keyValues;
+  /**
+   * How many.
+   */
+  int count;
+} InnerPluginMetric;
+
+/**
+ * What `GetGoMetrics` returns: `count` records.
+ */
+typedef struct InnerPluginMetrics {
+  /**
+   * The records.
+   */
+  struct InnerPluginMetric **metrics;
+  /**
+   * How many.
+   */
+  int count;
+} InnerPluginMetrics;
+
+/**
+ * One pulled alarm (strings `malloc`ed, NUL-terminated, never NULL).
+ */
+typedef struct InnerGoAlarm {
+  /**
+   * `PLUGIN_DATA_DROPPED_ALARM`, …
+   */
+  char *alarmType;
+  /**
+   * `"1"` warning, `"2"` error, `"3"` critical.
+   */
+  char *alarmLevel;
+  /**
+   * The last message.
+   */
+  char *alarmMessage;
+  /**
+   * Project of the config ("" for process-wide alarms).
+   */
+  char *projectName;
+  /**
+   * Logstore of the config.
+   */
+  char *category;
+  /**
+   * Config name (without `/1`, `/2`).
+   */
+  char *config;
+  /**
+   * Raised this many times since the last pull (≥ 1).
+   */
+  int count;
+} InnerGoAlarm;
+
+/**
+ * What `GetGoAlarms` returns: `count` alarms.
+ */
+typedef struct InnerGoAlarms {
+  /**
+   * The alarms.
+   */
+  struct InnerGoAlarm **alarms;
+  /**
+   * How many.
+   */
+  int count;
+} InnerGoAlarms;
+
+/**
+ * A serialized protobuf handed to the host; `{NULL, 0}` is "nothing". Released only with
+ * `FreeSelfMonitorPB(data)`.
+ */
+typedef struct PBBuffer {
+  /**
+   * The bytes (`malloc`ed).
+   */
+  char *data;
+  /**
+   * How many.
+   */
+  size_t size;
+} PBBuffer;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -233,6 +338,113 @@ char *CheckConfig(GoString configName, GoString jsonStr);
  * and the field, which the caller frees with `free()`. Needs no `InitPluginBase`.
  */
 char *CheckConfigWarnings(GoString configName, GoString jsonStr);
+
+/**
+ * Checks and stages pipeline config `configName` (`<name>/1` with inputs, `<name>/2` fed by
+ * the host): nothing runs until `Start(configName)`, and the running config of that name is
+ * untouched; a later `LoadPipeline` of the same name replaces what is staged. SendPb,
+ * statistics and alarms use the name without `/1`, `/2`. An empty `pipelineJson` removes the
+ * config of that name. Returns 0, or 1 on any error (each problem is logged and alarmed
+ * naming the config, the plugin and the field).
+ */
+GoInt LoadPipeline(GoString project,
+                   GoString logstore,
+                   GoString configName,
+                   GoInt64 logstoreKey,
+                   GoString pipelineJson);
+
+/**
+ * Forgets the config staged under `configName` (one that was loaded and will not be
+ * started). Returns 0, or 1 when nothing is staged under that name or the name is invalid.
+ */
+GoInt UnloadPipeline(GoString configName);
+
+/**
+ * Runs the config staged under `configName`, in place of the one of that name (stopped first
+ * if the host did not `Stop` it): the new config takes over the queued and undelivered data
+ * of the old. With nothing staged, a stopped config of that name runs again. Returns in
+ * milliseconds (bounded by `HoldOnTimeoutMs` when it has to stop the old one itself).
+ */
+void Start(GoString configName);
+
+/**
+ * Exit: `withInputFlag != 0` stops every config with inputs (`<name>/1`), delivering what
+ * they hold until `HoldOnTimeoutMs` (default 5 s); `withInputFlag == 0` stops the rest as
+ * `HoldOn(1)` does: delivery until `HoldOnTimeoutMs`, then everything undelivered (of every
+ * config) is persisted and re-sent after the next start, and checkpoints are flushed. Each
+ * call returns within `HoldOnTimeoutMs` + 1 s, even with SendPb or the disk blocked.
+ */
+void StopAllPipelines(GoInt withInputFlag);
+
+/**
+ * Flushes the checkpoints (bounded); the metrics and alarms can still be pulled after it.
+ */
+void StopBuiltInModules(void);
+
+/**
+ * Pushes one serialized `logtail.models.PipelineEventGroup` into the processors of the
+ * running config `configName` (`<name>/2`): logs with all their contents, metrics as metric
+ * logs (`__name__`, `__labels__`, `__time_nano__`, `__value__`), the `__topic__` tag as the
+ * topic; span events are counted and alarmed as unsupported. `packId` prefixes the groups'
+ * `__pack_id__` (`<packId>-<seq>`). Blocks while the pipeline is full (at most
+ * `ProcessTimeoutMs`), then keeps the data on disk. Safe from several threads at once.
+ * Returns 0, or a non-zero code (unknown config 5, malformed protobuf 4, …).
+ */
+GoInt ProcessPipelineEventGroup(GoString configName, GoSlice pbBytes, GoString packId);
+
+/**
+ * The library's metrics, pulled by the host (released with `free` on every part).
+ * `"direct"`: one record per plugin instance with keys `labels`, `counters`, `gauges` (JSON
+ * objects; labels `metric_category` = `plugin`, `project`, `logstore`, `pipeline_name`,
+ * `plugin_type`, `plugin_id`; counters are the counts since the previous `direct` pull, as
+ * decimal strings). `"cpp_provided"`: one record, `go_memory_used_mb` and
+ * `go_routines_total`. Any other type: no records. Never NULL unless out of memory.
+ */
+struct InnerPluginMetrics *GetGoMetrics(GoString metricType);
+
+/**
+ * iLogtail 1.8.8's pull of the plugin metrics: the `GetGoMetrics("direct")` records.
+ */
+struct InnerPluginMetrics *GetPipelineMetrics(void);
+
+/**
+ * The alarms raised since the last pull, one per (config, plugin, type) with its count
+ * (released with `free` on every part). From the first call on, alarms are no longer sent
+ * through SendPb (`logtail_alarm`). Never NULL unless out of memory.
+ */
+struct InnerGoAlarms *GetGoAlarms(void);
+
+/**
+ * Every container known (`{"All":[]}`: this runtime does no container discovery), as a
+ * `malloc`ed NUL-terminated JSON text for the host to `free`; never NULL unless out of memory.
+ */
+char *GetAllContainers(void);
+
+/**
+ * Container changes since the last call: `""` (nothing changed; this runtime does no
+ * container discovery), `malloc`ed for the host to `free`; never NULL unless out of memory.
+ */
+char *GetDiffContainers(void);
+
+/**
+ * The alarms since the last pull as a `PipelineEventGroup` (one log per alarm); release
+ * `data` with `FreeSelfMonitorPB`. `{NULL, 0}` when there is none.
+ */
+struct PBBuffer GetGoSelfMonitorAlarmsPB(void);
+
+/**
+ * The metrics of `metricType` (as `GetGoMetrics`) as a `PipelineEventGroup` of metric events;
+ * release `data` with `FreeSelfMonitorPB`. `{NULL, 0}` when there is none.
+ */
+struct PBBuffer GetGoSelfMonitorMetricsPB(GoString metricType);
+
+/**
+ * Releases what `GetGoSelfMonitor*PB` returned (NULL is fine).
+ *
+ * # Safety
+ * `data` must be NULL or a `data` those functions returned, not yet released.
+ */
+void FreeSelfMonitorPB(char *data);
 
 #ifdef __cplusplus
 }  // extern "C"

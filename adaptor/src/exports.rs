@@ -3,6 +3,7 @@
 //! The host calls the two `Register*` functions; the base calls the `Logtail*` functions.
 
 use std::ffi::{c_char, c_int, c_longlong};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::callbacks::{
     self, Callbacks, IsValidToSendFun, PluginCtlCmdFun, SendPbFun, SendPbV2Fun,
@@ -23,6 +24,9 @@ pub extern "C" fn PluginAdapterVersion() -> c_int {
 }
 
 /// Registers the host's callbacks (first generation, without a shard-hash send).
+///
+/// LoongCollector 3.2+ hosts pass two arguments: `cmdFun` is then garbage, kept but never
+/// called (see [`PluginAdapterTrustCtlCmd`]).
 ///
 /// Replaces the whole set registered before, including any `SendPbV2Fun`, which is cleared:
 /// `LogtailSendPbV2` then falls back to `sendFun`. Any pointer may be NULL ("not registered").
@@ -45,6 +49,9 @@ pub extern "C" fn RegisterLogtailCallBack(
 }
 
 /// Registers the host's callbacks, including the send with a shard hash.
+///
+/// LoongCollector 3.2+ hosts pass three arguments: `cmdFun` is then garbage, kept but never
+/// called (see [`PluginAdapterTrustCtlCmd`]).
 ///
 /// Replaces the whole set registered before. Any pointer may be NULL ("not registered"); with
 /// `sendV2Fun` NULL, `LogtailSendPbV2` falls back to `sendFun`. May be called at any time, from
@@ -169,10 +176,27 @@ pub unsafe extern "C" fn LogtailSendPbV2(
     })
 }
 
+/// Whether the host's generation passes a command callback (see [`PluginAdapterTrustCtlCmd`]).
+static CTL_CMD_TRUSTED: AtomicBool = AtomicBool::new(false);
+
+/// Tells the adaptor whether the host in use passes the command callback, so that
+/// [`LogtailCtlCmd`] may call it (`trusted != 0`) or must not (`0`, the default).
+///
+/// iLogtail 1.x/2.x and LoongCollector 3.0–3.1 register `cmdFun`; LoongCollector 3.2+ calls
+/// the same `Register*` functions with one argument fewer, and what arrives as `cmdFun` is
+/// whatever the register held (on x86-64 and AArch64 alike): calling it would jump anywhere.
+/// Only the base can tell the generations apart (by the host's first config call), so it says
+/// so here; until then, and for 3.x hosts, the command callback is never called.
+#[no_mangle]
+pub extern "C" fn PluginAdapterTrustCtlCmd(trusted: c_int) {
+    CTL_CMD_TRUSTED.store(trusted != 0, Ordering::SeqCst);
+}
+
 /// Passes a plugin command to the host (container file collection: `optId` 1 update file,
 /// 2 remove file, 3 update all, 4 stop file).
 ///
-/// Returns the host's answer, or `-1` when no command callback is registered.
+/// Returns the host's answer, or `-1` when no command callback is registered or the host's
+/// generation is not known to pass one ([`PluginAdapterTrustCtlCmd`]).
 ///
 /// # Safety
 ///
@@ -186,6 +210,9 @@ pub unsafe extern "C" fn LogtailCtlCmd(
     params: *const c_char,
     paramsLen: c_int,
 ) -> c_int {
+    if !CTL_CMD_TRUSTED.load(Ordering::SeqCst) {
+        return NOT_REGISTERED;
+    }
     ffi_boundary(NOT_REGISTERED, || match callbacks::current().ctl_cmd {
         // SAFETY: the host registered this function for exactly this signature; the caller
         // vouches for the pointers, which are passed on unchanged.

@@ -19,8 +19,9 @@ mod panic;
 
 pub use callbacks::{IsValidToSendFun, PluginCtlCmdFun, SendPbFun, SendPbV2Fun};
 pub use exports::{
-    LogtailCtlCmd, LogtailIsValidToSend, LogtailSendPb, LogtailSendPbV2, PluginAdapterVersion,
-    RegisterLogtailCallBack, RegisterLogtailCallBackV2, PLUGIN_ADAPTER_VERSION,
+    LogtailCtlCmd, LogtailIsValidToSend, LogtailSendPb, LogtailSendPbV2, PluginAdapterTrustCtlCmd,
+    PluginAdapterVersion, RegisterLogtailCallBack, RegisterLogtailCallBackV2,
+    PLUGIN_ADAPTER_VERSION,
 };
 
 #[cfg(test)]

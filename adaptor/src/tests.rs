@@ -148,6 +148,7 @@ fn ctl_cmd(opt: c_int) -> c_int {
 }
 
 fn register_all() {
+    PluginAdapterTrustCtlCmd(1);
     RegisterLogtailCallBackV2(
         Some(fake_is_valid),
         Some(fake_send),
@@ -190,6 +191,7 @@ fn calls_are_forwarded_with_their_arguments() {
 #[test]
 fn each_missing_callback_returns_minus_one_on_its_own() {
     let _serial = serial();
+    PluginAdapterTrustCtlCmd(1);
     RegisterLogtailCallBackV2(None, Some(fake_send), None, Some(fake_cmd));
     assert_eq!(LogtailIsValidToSend(1), -1);
     assert_eq!(send_v1(1), 101);
@@ -200,6 +202,34 @@ fn each_missing_callback_returns_minus_one_on_its_own() {
     assert_eq!(send_v1(1), -1);
     assert_eq!(send_v2(1, "h"), 202);
     assert_eq!(ctl_cmd(2), -1);
+}
+
+/// A 3.2+ host registers one argument fewer: what arrives as the command callback is a
+/// register's leftover. Until the base says the host passes one, it is never called.
+#[test]
+fn an_untrusted_command_callback_is_never_called() {
+    let _serial = serial();
+    // SAFETY: never called (that is the point); a made-up address, as a garbage register.
+    let garbage: PluginCtlCmdFun = unsafe { std::mem::transmute::<usize, PluginCtlCmdFun>(0x10) };
+    PluginAdapterTrustCtlCmd(0);
+    RegisterLogtailCallBackV2(
+        Some(fake_is_valid),
+        Some(fake_send),
+        Some(fake_send_v2),
+        garbage,
+    );
+    assert_eq!(ctl_cmd(1), -1);
+    assert_eq!(send_v2(1, "h"), 202, "the other callbacks work");
+    RegisterLogtailCallBack(Some(fake_is_valid), Some(fake_send), garbage);
+    assert_eq!(ctl_cmd(1), -1);
+    PluginAdapterTrustCtlCmd(1);
+    RegisterLogtailCallBack(Some(fake_is_valid), Some(fake_send), Some(fake_cmd));
+    assert_eq!(
+        ctl_cmd(3),
+        303,
+        "a 1.x host's callback is called once trusted"
+    );
+    PluginAdapterTrustCtlCmd(0);
 }
 
 #[test]

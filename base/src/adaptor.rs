@@ -1,10 +1,12 @@
 //! Reaching the host through the adaptor: the engine's [`Host`] for iLogtail (delivery with
 //! retry is the engine's).
 //!
-//! The host loads `libPluginAdapter.so` with `RTLD_LOCAL` and registers its callbacks there.
-//! We find *that same loaded copy* with `dlopen(.., RTLD_NOLOAD)` (by SONAME, then by the
-//! file next to this library); only when it is not loaded at all do we load the file next to
-//! us, like the original's DT_NEEDED would. Without an adaptor, sends fail (and are retried).
+//! The host loads `libPluginAdapter.so` (iLogtail 1.x/2.x, corp LoongCollector) or
+//! `libGoPluginAdapter.so` (OSS LoongCollector 3.x) with `RTLD_LOCAL` and registers its
+//! callbacks there. We find *that same loaded copy* with `dlopen(.., RTLD_NOLOAD)` (by SONAME,
+//! then by the file next to this library, under either name); only when neither is loaded do
+//! we load the file next to us (the name that goes with ours), like the original's DT_NEEDED
+//! would. Without an adaptor, sends fail (and are retried).
 
 use once_cell::sync::OnceCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -18,23 +20,20 @@ struct Adaptor {
     send_pb: SendPbFun,
     send_pb_v2: SendPbV2Fun,
     is_valid: IsValidToSendFun,
+    trust_ctl_cmd: Option<unsafe extern "C" fn(c_int)>,
 }
 
 static ADAPTOR: OnceCell<Option<Adaptor>> = OnceCell::new();
 
-const ADAPTOR_FILE: &str = "libPluginAdapter.so";
+/// The adaptor's names: 1.x/2.x (and corp 3.x), OSS 3.x.
+const ADAPTOR_FILES: [&str; 2] = ["libPluginAdapter.so", "libGoPluginAdapter.so"];
 
-/// Directory holding this library, found with `dladdr` on one of our own functions.
+/// Directory holding this library.
 fn own_dir() -> Option<std::path::PathBuf> {
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads the address and fills `info`.
-    let ok = unsafe { libc::dladdr(own_dir as *const c_void, &mut info) };
-    if ok == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_str().ok()?;
-    std::path::Path::new(path).parent().map(|p| p.to_path_buf())
+    let path = own_file()?;
+    std::path::Path::new(&path)
+        .parent()
+        .map(|p| p.to_path_buf())
 }
 
 fn dlopen(name: &str, flags: c_int) -> *mut c_void {
@@ -57,34 +56,74 @@ fn sym<T: Copy>(handle: *mut c_void, name: &CStr) -> Option<T> {
     }
 }
 
-fn resolve() -> Option<Adaptor> {
-    let next_to_us = own_dir().map(|d| d.join(ADAPTOR_FILE).to_string_lossy().into_owned());
-    let mut handle = dlopen(ADAPTOR_FILE, libc::RTLD_NOLOAD | libc::RTLD_LAZY);
-    let mut how = "already loaded by the host (SONAME)";
-    if handle.is_null() {
-        if let Some(p) = &next_to_us {
-            handle = dlopen(p, libc::RTLD_NOLOAD | libc::RTLD_LAZY);
-            how = "already loaded by the host (path)";
-            if handle.is_null() {
-                handle = dlopen(p, libc::RTLD_LAZY | libc::RTLD_LOCAL);
-                how = "loaded by the base itself: the host has not registered callbacks on it";
-            }
-        }
-    }
-    if handle.is_null() {
-        tracing::warn!("{ADAPTOR_FILE} is not loaded and not found next to the base library: delivery to the host is unavailable");
+/// Path of this library, found with `dladdr` on one of our own functions.
+fn own_file() -> Option<String> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`.
+    let ok = unsafe { libc::dladdr(own_file as *const c_void, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
         return None;
     }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    Some(
+        unsafe { CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Finds the adaptor the host loaded (or loads the one next to us): its handle and how.
+fn find() -> Option<(*mut c_void, &'static str, &'static str)> {
+    for name in ADAPTOR_FILES {
+        let h = dlopen(name, libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+        if !h.is_null() {
+            return Some((h, name, "already loaded by the host (SONAME)"));
+        }
+    }
+    let dir = own_dir()?;
+    for name in ADAPTOR_FILES {
+        let p = dir.join(name).to_string_lossy().into_owned();
+        let h = dlopen(&p, libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+        if !h.is_null() {
+            return Some((h, name, "already loaded by the host (path)"));
+        }
+    }
+    // libGoPluginBase.so goes with libGoPluginAdapter.so, libPluginBase.so with the other.
+    let go = own_file().is_some_and(|f| f.ends_with("libGoPluginBase.so"));
+    let mut names = ADAPTOR_FILES;
+    if go {
+        names.reverse();
+    }
+    for name in names {
+        let p = dir.join(name).to_string_lossy().into_owned();
+        let h = dlopen(&p, libc::RTLD_LAZY | libc::RTLD_LOCAL);
+        if !h.is_null() {
+            return Some((
+                h,
+                name,
+                "loaded by the base itself: the host has not registered callbacks on it",
+            ));
+        }
+    }
+    None
+}
+
+fn resolve() -> Option<Adaptor> {
+    let Some((handle, file, how)) = find() else {
+        tracing::warn!("neither libPluginAdapter.so nor libGoPluginAdapter.so is loaded or found next to the base library: delivery to the host is unavailable");
+        return None;
+    };
     let adaptor = Adaptor {
         send_pb: sym(handle, c"LogtailSendPb"),
         send_pb_v2: sym(handle, c"LogtailSendPbV2"),
         is_valid: sym(handle, c"LogtailIsValidToSend"),
+        trust_ctl_cmd: sym(handle, c"PluginAdapterTrustCtlCmd"),
     };
     let version = sym::<VersionFn>(handle, c"PluginAdapterVersion")
         // SAFETY: the adaptor's version function takes no arguments.
         .map(|f| unsafe { f() })
         .unwrap_or(0);
-    tracing::info!(how, version, "adaptor found");
+    tracing::info!(file, how, version, "adaptor found");
     Some(Adaptor {
         send_pb_v2: if version >= 300 {
             adaptor.send_pb_v2
@@ -93,6 +132,15 @@ fn resolve() -> Option<Adaptor> {
         },
         ..adaptor
     })
+}
+
+/// Tells the adaptor whether the host passes a command callback (1.x/2.x do; 3.2+ do not, and
+/// its slot then holds garbage), so that it is called only when it exists.
+pub fn trust_ctl_cmd(trusted: bool) {
+    if let Some(f) = adaptor().and_then(|a| a.trust_ctl_cmd) {
+        // SAFETY: the adaptor's function takes one int.
+        unsafe { f(c_int::from(trusted)) };
+    }
 }
 
 /// Resolves the adaptor now (called by `InitPluginBase`); later calls are no-ops.

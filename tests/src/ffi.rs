@@ -122,6 +122,8 @@ pub type PluginCtlCmdFun =
 
 type RegisterV1 = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, PluginCtlCmdFun);
 type RegisterV2 = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, SendPbV2Fun, PluginCtlCmdFun);
+/// How a LoongCollector 3.2+ host declares the V2 registration: one argument fewer.
+type RegisterV2Loong = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, SendPbV2Fun);
 type AdapterVersionFn = unsafe extern "C" fn() -> c_int;
 
 /// `GoInt InitPluginBase(void)`.
@@ -153,6 +155,94 @@ pub type GetContainerMetaFn = unsafe extern "C" fn(GoString) -> *mut c_void;
 /// `char *CheckConfig(GoString configName, GoString json)` (ours; freed with libc `free`).
 pub type CheckConfigFn = unsafe extern "C" fn(GoString, GoString) -> *mut c_char;
 
+/// `GoInt LoadPipeline(project, logstore, configName, logstoreKey, pipelineJson)`.
+pub type LoadPipelineFn = LoadConfigFn;
+/// `void StopAllPipelines(GoInt)`, `void StopBuiltInModules(void)`.
+pub type StopAllFn = unsafe extern "C" fn(GoInt);
+/// `void Start(GoString)`.
+pub type StartFn = unsafe extern "C" fn(GoString);
+/// `InnerPluginMetrics *GetGoMetrics(GoString)`.
+pub type GetGoMetricsFn = unsafe extern "C" fn(GoString) -> *mut InnerPluginMetrics;
+/// `InnerGoAlarms *GetGoAlarms(void)`.
+pub type GetGoAlarmsFn = unsafe extern "C" fn() -> *mut InnerGoAlarms;
+/// `char *GetAllContainers(void)`, `char *GetDiffContainers(void)`.
+pub type GetTextFn = unsafe extern "C" fn() -> *mut c_char;
+/// `PBBuffer GetGoSelfMonitorAlarmsPB(void)`.
+pub type GetPbFn = unsafe extern "C" fn() -> PBBuffer;
+/// `PBBuffer GetGoSelfMonitorMetricsPB(GoString)`.
+pub type GetPbOfFn = unsafe extern "C" fn(GoString) -> PBBuffer;
+/// `void FreeSelfMonitorPB(char *)`.
+pub type FreePbFn = unsafe extern "C" fn(*mut c_char);
+
+/// The host's declarations of the pulled structures (LoongCollector `LogtailPlugin.h`).
+#[allow(missing_docs, non_snake_case)]
+#[repr(C)]
+pub struct InnerKeyValue {
+    pub key: *mut c_char,
+    pub value: *mut c_char,
+}
+#[allow(missing_docs, non_snake_case)]
+#[repr(C)]
+pub struct InnerPluginMetric {
+    pub keyValues: *mut *mut InnerKeyValue,
+    pub count: c_int,
+}
+#[allow(missing_docs)]
+#[repr(C)]
+pub struct InnerPluginMetrics {
+    pub metrics: *mut *mut InnerPluginMetric,
+    pub count: c_int,
+}
+#[allow(missing_docs, non_snake_case)]
+#[repr(C)]
+pub struct InnerGoAlarm {
+    pub alarmType: *mut c_char,
+    pub alarmLevel: *mut c_char,
+    pub alarmMessage: *mut c_char,
+    pub projectName: *mut c_char,
+    pub category: *mut c_char,
+    pub config: *mut c_char,
+    pub count: c_int,
+}
+#[allow(missing_docs)]
+#[repr(C)]
+pub struct InnerGoAlarms {
+    pub alarms: *mut *mut InnerGoAlarm,
+    pub count: c_int,
+}
+#[allow(missing_docs)]
+#[repr(C)]
+pub struct PBBuffer {
+    pub data: *mut c_char,
+    pub size: usize,
+}
+
+/// Which host this process plays (chosen before the libraries are loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generation {
+    /// iLogtail 1.x/2.x: `libPluginAdapter.so` + `libPluginBase.so`, the 4-argument
+    /// registration with a command callback.
+    Logtail,
+    /// LoongCollector 3.2+: `libGoPluginAdapter.so` + `libGoPluginBase.so`, the 3-argument
+    /// registration (the command slot is whatever the register holds).
+    Loong,
+}
+
+static GENERATION: OnceLock<Generation> = OnceLock::new();
+
+/// Makes this process a LoongCollector 3.x host (call before anything loads the libraries).
+///
+/// # Panics
+/// When the libraries were already loaded as another generation.
+pub fn play_loongcollector() {
+    let g = *GENERATION.get_or_init(|| Generation::Loong);
+    assert_eq!(
+        g,
+        Generation::Loong,
+        "the libraries were loaded as iLogtail 1.x/2.x already"
+    );
+}
+
 /// Every base export, resolved once. A missing symbol is `None` and fails the call that needs it.
 #[allow(non_snake_case, missing_docs)]
 #[derive(Clone, Copy)]
@@ -172,6 +262,20 @@ pub struct BaseApi {
     pub CtlCmd: Option<CtlCmdFn>,
     pub GetContainerMeta: Option<GetContainerMetaFn>,
     pub CheckConfig: Option<CheckConfigFn>,
+    pub LoadPipeline: Option<LoadPipelineFn>,
+    pub UnloadPipeline: Option<StrToIntFn>,
+    pub Start: Option<StartFn>,
+    pub StopAllPipelines: Option<StopAllFn>,
+    pub StopBuiltInModules: Option<ResumeFn>,
+    pub ProcessPipelineEventGroup: Option<ProcessLogGroupFn>,
+    pub GetGoMetrics: Option<GetGoMetricsFn>,
+    pub GetPipelineMetrics: Option<unsafe extern "C" fn() -> *mut InnerPluginMetrics>,
+    pub GetGoAlarms: Option<GetGoAlarmsFn>,
+    pub GetAllContainers: Option<GetTextFn>,
+    pub GetDiffContainers: Option<GetTextFn>,
+    pub GetGoSelfMonitorAlarmsPB: Option<GetPbFn>,
+    pub GetGoSelfMonitorMetricsPB: Option<GetPbOfFn>,
+    pub FreeSelfMonitorPB: Option<FreePbFn>,
 }
 
 /// The loaded adaptor and base. Lives for the whole process.
@@ -184,6 +288,8 @@ pub struct Host {
     pub adapter_version: Option<i32>,
     /// Whether `RegisterLogtailCallBackV2` was used (else `RegisterLogtailCallBack`).
     pub registered_v2: bool,
+    /// The host generation played.
+    pub generation: Generation,
     _adaptor: Library,
     _base: Library,
 }
@@ -216,12 +322,26 @@ impl Host {
         // The base logs every alarm (many tests raise them on purpose): into a file, shown
         // only when a test fails.
         crate::engine_log::route(dir);
-        let adaptor = open(&dir.join("libPluginAdapter.so"));
+        let generation = *GENERATION.get_or_init(|| Generation::Logtail);
+        let (adaptor_file, base_file) = match generation {
+            Generation::Logtail => ("libPluginAdapter.so", "libPluginBase.so"),
+            Generation::Loong => ("libGoPluginAdapter.so", "libGoPluginBase.so"),
+        };
+        let adaptor = open(&dir.join(adaptor_file));
         let v2: Option<RegisterV2> = sym(&adaptor, "RegisterLogtailCallBackV2");
         let registered_v2 = v2.is_some();
         // SAFETY: the callbacks match the adaptor ABI and live for the whole process.
         unsafe {
-            if let Some(register) = v2 {
+            if generation == Generation::Loong {
+                // As a 3.2+ host declares it: three arguments.
+                let register: RegisterV2Loong = sym(&adaptor, "RegisterLogtailCallBackV2")
+                    .expect("adaptor exports RegisterLogtailCallBackV2");
+                register(
+                    callbacks::is_valid_to_send,
+                    callbacks::send_pb,
+                    callbacks::send_pb_v2,
+                );
+            } else if let Some(register) = v2 {
                 register(
                     callbacks::is_valid_to_send,
                     callbacks::send_pb,
@@ -242,7 +362,7 @@ impl Host {
         let adapter_version = sym::<AdapterVersionFn>(&adaptor, "PluginAdapterVersion")
             // SAFETY: no arguments, returns an int.
             .map(|f| unsafe { f() });
-        let base = open(&dir.join("libPluginBase.so"));
+        let base = open(&dir.join(base_file));
         let api = BaseApi {
             InitPluginBase: sym(&base, "InitPluginBase"),
             InitPluginBaseV2: sym(&base, "InitPluginBaseV2"),
@@ -259,12 +379,27 @@ impl Host {
             CtlCmd: sym(&base, "CtlCmd"),
             GetContainerMeta: sym(&base, "GetContainerMeta"),
             CheckConfig: sym(&base, "CheckConfig"),
+            LoadPipeline: sym(&base, "LoadPipeline"),
+            UnloadPipeline: sym(&base, "UnloadPipeline"),
+            Start: sym(&base, "Start"),
+            StopAllPipelines: sym(&base, "StopAllPipelines"),
+            StopBuiltInModules: sym(&base, "StopBuiltInModules"),
+            ProcessPipelineEventGroup: sym(&base, "ProcessPipelineEventGroup"),
+            GetGoMetrics: sym(&base, "GetGoMetrics"),
+            GetPipelineMetrics: sym(&base, "GetPipelineMetrics"),
+            GetGoAlarms: sym(&base, "GetGoAlarms"),
+            GetAllContainers: sym(&base, "GetAllContainers"),
+            GetDiffContainers: sym(&base, "GetDiffContainers"),
+            GetGoSelfMonitorAlarmsPB: sym(&base, "GetGoSelfMonitorAlarmsPB"),
+            GetGoSelfMonitorMetricsPB: sym(&base, "GetGoSelfMonitorMetricsPB"),
+            FreeSelfMonitorPB: sym(&base, "FreeSelfMonitorPB"),
         };
         Host {
             lib_dir: dir.to_path_buf(),
             api,
             adapter_version,
             registered_v2,
+            generation,
             _adaptor: adaptor,
             _base: base,
         }

@@ -19,6 +19,7 @@
 //! - [`proto`]: `sls_logs` protobuf messages (prost derive).
 //! - [`analysis`]: pack-id and `Index` sequence analysis.
 //! - [`session`]: one initialised base per process, config helpers, bounded exit.
+//! - [`loong`]: the LoongCollector 3.x host: its exports, its protobuf, its session.
 //! - [`util`]: paths, temp dirs, waiting, RSS, subprocesses with a deadline.
 
 #![warn(missing_docs, unreachable_pub, unsafe_op_in_unsafe_fn, unused_must_use)]
@@ -29,6 +30,7 @@ pub mod callbacks;
 pub mod engine_log;
 pub mod ffi;
 pub mod libs;
+pub mod loong;
 pub mod proto;
 pub mod session;
 pub mod store;

@@ -3,8 +3,8 @@
 //! Unless `PLUGIN_LIB_DIR` names a directory, the first test of a process that needs them runs
 //!
 //! ```text
-//! $CARGO build -p adaptor -p base -p host-harness -p fluentbit-output -p fluentbit-input \
-//!     --features base/test-plugins \
+//! $CARGO build -p adaptor -p base -p go-adaptor -p go-base -p host-harness \
+//!     -p fluentbit-output -p fluentbit-input --features base/test-plugins,go-base/test-plugins \
 //!     --target-dir <target-dir>/e2e-libs --profile <profile> [--target <triple>]
 //! ```
 //!
@@ -47,16 +47,18 @@ pub const LIB_DIR_ENV: &str = "PLUGIN_LIB_DIR";
 pub const LIBS_TARGET_SUBDIR: &str = "e2e-libs";
 
 /// The packages the nested build builds.
-pub const PACKAGES: [&str; 5] = [
+pub const PACKAGES: [&str; 7] = [
     "adaptor",
     "base",
+    "go-adaptor",
+    "go-base",
     "host-harness",
     "fluentbit-output",
     "fluentbit-input",
 ];
 
 /// The features the nested build enables (the tests need the test-only plugins).
-pub const FEATURES: &str = "base/test-plugins";
+pub const FEATURES: &str = "base/test-plugins,go-base/test-plugins";
 
 /// The directory given by `PLUGIN_LIB_DIR`, when it is set and not empty.
 pub fn override_dir() -> Option<PathBuf> {
@@ -74,6 +76,10 @@ pub struct Built {
     pub adaptor: PathBuf,
     /// `libPluginBase.so`.
     pub base: PathBuf,
+    /// `libGoPluginAdapter.so` (LoongCollector 3.x's name).
+    pub go_adaptor: PathBuf,
+    /// `libGoPluginBase.so` (LoongCollector 3.x's name).
+    pub go_base: PathBuf,
     /// The `host-harness` executable.
     pub harness: PathBuf,
     /// The Fluent Bit output plugin, `libpluginrt_fbout.so`.
@@ -218,6 +224,17 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The features cargo reports for a compiler-artifact message.
+fn features(msg: &Value) -> Vec<String> {
+    msg["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn build() -> Result<Built, String> {
     let layout = Layout::current();
     let mut cmd = build_command(&layout);
@@ -245,6 +262,7 @@ fn build() -> Result<Built, String> {
     }
     let (mut adaptor, mut base, mut harness, mut base_features) = (None, None, None, Vec::new());
     let (mut fb_output, mut fb_input) = (None, None);
+    let (mut go_adaptor, mut go_base, mut go_base_features) = (None, None, Vec::new());
     for line in stdout.lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -265,13 +283,12 @@ fn build() -> Result<Built, String> {
             Some("PluginAdapter") => adaptor = named("libPluginAdapter.so"),
             Some("PluginBase") => {
                 base = named("libPluginBase.so");
-                base_features = msg["features"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect();
+                base_features = features(&msg);
+            }
+            Some("GoPluginAdapter") => go_adaptor = named("libGoPluginAdapter.so"),
+            Some("GoPluginBase") => {
+                go_base = named("libGoPluginBase.so");
+                go_base_features = features(&msg);
             }
             Some("host-harness") => harness = msg["executable"].as_str().map(PathBuf::from),
             Some("pluginrt_fbout") => fb_output = named("libpluginrt_fbout.so"),
@@ -279,22 +296,45 @@ fn build() -> Result<Built, String> {
             _ => {}
         }
     }
-    let (Some(adaptor), Some(base), Some(harness), Some(fb_output), Some(fb_input)) =
-        (adaptor, base, harness, fb_output, fb_input)
+    let (
+        Some(adaptor),
+        Some(base),
+        Some(go_adaptor),
+        Some(go_base),
+        Some(harness),
+        Some(fb_output),
+        Some(fb_input),
+    ) = (
+        adaptor, base, go_adaptor, go_base, harness, fb_output, fb_input,
+    )
     else {
         return Err(fail(
-            "the build did not report libPluginAdapter.so, libPluginBase.so, host-harness, \
-             libpluginrt_fbout.so and libpluginrt_fbin.so"
+            "the build did not report libPluginAdapter.so, libPluginBase.so, \
+             libGoPluginAdapter.so, libGoPluginBase.so, host-harness, libpluginrt_fbout.so \
+             and libpluginrt_fbin.so"
                 .into(),
         ));
     };
-    if !base_features.iter().any(|f| f == "test-plugins") {
-        return Err(fail(format!(
-            "libPluginBase.so was built without feature test-plugins (features {base_features:?})"
-        )));
+    for (file, features) in [
+        ("libPluginBase.so", &base_features),
+        ("libGoPluginBase.so", &go_base_features),
+    ] {
+        if !features.iter().any(|f| f == "test-plugins") {
+            return Err(fail(format!(
+                "{file} was built without feature test-plugins (features {features:?})"
+            )));
+        }
     }
     let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
-    for f in [&adaptor, &base, &harness, &fb_output, &fb_input] {
+    for f in [
+        &adaptor,
+        &base,
+        &go_adaptor,
+        &go_base,
+        &harness,
+        &fb_output,
+        &fb_input,
+    ] {
         if f.parent() != Some(dir.as_path()) {
             return Err(fail(format!(
                 "{} is not in {} with libPluginBase.so",
@@ -313,6 +353,8 @@ fn build() -> Result<Built, String> {
         dir,
         adaptor,
         base,
+        go_adaptor,
+        go_base,
         harness,
         fb_output,
         fb_input,

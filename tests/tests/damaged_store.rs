@@ -14,7 +14,7 @@ use serde_json::json;
 const LOGS: u64 = 50;
 
 fn checkpoint_dir(root: &Path) -> PathBuf {
-    root.join("checkpoint")
+    root.join("checkpoint").join("go_plugin_checkpoint")
 }
 
 /// The processes of the scenario (see `a_damaged_store_is_moved_aside_and_replaced`).

@@ -147,6 +147,16 @@ struct State {
     orphans: Option<Arc<Outbox>>,
     /// The control of the task delivering `orphans`, while it runs.
     orphan_ctl: Option<Arc<FlushControl>>,
+    /// Configs checked by [`Engine::stage`] and waiting for [`Engine::start`], by name.
+    staged: HashMap<String, Staged>,
+}
+
+/// A config staged by LoongCollector's `LoadPipeline`: checked, not built, not running.
+struct Staged {
+    project: String,
+    logstore: String,
+    logstore_key: i64,
+    config: PipelineConfig,
 }
 
 /// An engine: configs, their pipelines and everything they share. Cheap handles are not
@@ -187,6 +197,10 @@ struct Inner {
     initialized: AtomicBool,
     /// Disk space of every config's backlog (`SpillLimitMB`).
     budget: Arc<SpillBudget>,
+    /// The host pulls alarms ([`Engine::set_pulled`]): the reporter no longer sends them.
+    pull_alarms: AtomicBool,
+    /// The host pulls statistics: the reporter no longer sends them.
+    pull_statistics: AtomicBool,
 }
 
 /// After `HoldOn(1)`'s delivery deadline, the longest it spends collecting what the stages
@@ -339,8 +353,9 @@ impl Inner {
                     if last_alarm.elapsed() >= alarm_every || profile_due {
                         let sink = this.settings.host.clone();
                         let stats = this.stats.clone();
+                        let what = this.pushed(profile_due);
                         drop(this);
-                        crate::report::report(&*sink, &host, &stats, profile_due, 5);
+                        crate::report::report(&*sink, &host, &stats, what, 5);
                         last_alarm = Instant::now();
                         if profile_due {
                             last_profile = Instant::now();
@@ -416,68 +431,64 @@ impl Inner {
         }
     }
 
-    /// `LoadConfig`: load, replace (same name) or remove (empty JSON) a config while held.
-    fn load_config(
-        &self,
-        project: &str,
-        logstore: &str,
-        name: &str,
-        logstore_key: i64,
-        json: &str,
-    ) -> Result<(), Error> {
-        let mut st = self.lock();
-        let Some((host, store, svc)) = st
-            .env
-            .as_ref()
-            .map(|e| (e.host.clone(), e.store.clone(), e.svc.clone()))
-        else {
+    /// Whether a config may be loaded now under `name` (`export` names the call in messages).
+    fn check_loadable(&self, st: &State, export: &str, name: &str) -> Result<(), Error> {
+        if st.env.is_none() {
             tracing::error!(
                 config = name,
-                "a config was loaded before the engine was initialised"
+                "{export}: a config was loaded before the engine was initialised"
             );
             return Err(Error::Failed);
-        };
+        }
         if let Some(why) = invalid_config_name(name) {
-            tracing::error!(config = %name.escape_debug(), "LoadConfig: {why}");
+            tracing::error!(config = %name.escape_debug(), "{export}: {why}");
             self.stats.alarm(
                 AlarmType::ConfigError,
                 Level::Error,
                 &name.escape_debug().to_string(),
                 "",
-                format!("LoadConfig failed: config {:?}: {why}", name),
+                format!("{export} failed: config {:?}: {why}", name),
             );
             return Err(Error::Failed);
         }
-        if st.running {
-            tracing::error!(
-                config = name,
-                "LoadConfig is accepted only while the plugin system is held (call HoldOn(0) first)"
-            );
-            return Err(Error::Failed);
-        }
-        let real = real_config_name(name);
-        if json.trim().is_empty() {
-            if st.configs.contains_key(name) {
-                self.remove_config(&mut st, name);
-                tracing::info!(config = name, "config removed");
+        Ok(())
+    }
+
+    /// Checks `json` as config `name`; every problem is alarmed.
+    fn parse(&self, export: &str, name: &str, json: &str) -> Result<PipelineConfig, Error> {
+        registry::parse_config(name, json).map_err(|errors| {
+            for e in &errors {
+                self.stats.alarm(
+                    AlarmType::ConfigError,
+                    Level::Error,
+                    real_config_name(name),
+                    e.plugin.as_deref().unwrap_or(""),
+                    format!("{export} failed: {e}"),
+                );
             }
-            return Ok(());
-        }
-        let config = match registry::parse_config(name, json) {
-            Ok(c) => c,
-            Err(errors) => {
-                for e in &errors {
-                    self.stats.alarm(
-                        AlarmType::ConfigError,
-                        Level::Error,
-                        real,
-                        e.plugin.as_deref().unwrap_or(""),
-                        format!("LoadConfig failed: {e}"),
-                    );
-                }
-                return Err(Error::Failed);
-            }
+            Error::Failed
+        })
+    }
+
+    /// Builds the pipeline of `config` as config `name`, on the lane of the loaded config of
+    /// that name when there is one (so that it takes over that config's queued data).
+    fn build_pipeline(
+        &self,
+        st: &mut State,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        logstore_key: i64,
+        config: PipelineConfig,
+    ) -> Result<Pipeline, Error> {
+        let Some((host, store, svc)) = st
+            .env
+            .as_ref()
+            .map(|e| (e.host.clone(), e.store.clone(), e.svc.clone()))
+        else {
+            return Err(Error::NotInitialized);
         };
+        let real = real_config_name(name);
         let pack_ids = st
             .pack_ids
             .entry(name.to_string())
@@ -502,19 +513,21 @@ impl Inner {
             volatile: st.volatile.entry(name.to_string()).or_default().clone(),
             stats: self.stats.clone(),
         };
-        // A replaced config hands its queues to its successor.
         let lane = match st.configs.get(name) {
             Some(s) => s.pipeline.lane().clone(),
-            None => self.new_lane(&mut st, name, real, config.global.default_log_queue_size),
+            None => self.new_lane(st, name, real, config.global.default_log_queue_size),
         };
         let instance = self.instances.fetch_add(1, Ordering::Relaxed);
-        let pipeline = match Pipeline::new(config, cx, lane.clone(), &svc, instance) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(config = name, error = %e, "LoadConfig failed");
-                return Err(Error::Failed);
-            }
-        };
+        Pipeline::new(config, cx, lane, &svc, instance).map_err(|e| {
+            tracing::error!(config = name, error = %e, "cannot build the config's plugins");
+            Error::Failed
+        })
+    }
+
+    /// Makes `pipeline` the loaded config `name` (replacing the one of that name, whose lane
+    /// it already shares); returns whether one was replaced.
+    fn install(&self, st: &mut State, name: &str, pipeline: Pipeline) -> bool {
+        let feed = pipeline.lane().feed.clone();
         let replaced = st
             .configs
             .insert(name.to_string(), ConfigSlot { pipeline })
@@ -522,9 +535,203 @@ impl Inner {
         self.feeds
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), lane.feed);
+            .insert(name.to_string(), feed);
+        replaced
+    }
+
+    /// `LoadConfig`: load, replace (same name) or remove (empty JSON) a config while held.
+    fn load_config(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        logstore_key: i64,
+        json: &str,
+    ) -> Result<(), Error> {
+        let mut st = self.lock();
+        self.check_loadable(&st, "LoadConfig", name)?;
+        if st.running {
+            tracing::error!(
+                config = name,
+                "LoadConfig is accepted only while the plugin system is held (call HoldOn(0) first)"
+            );
+            return Err(Error::Failed);
+        }
+        if json.trim().is_empty() {
+            if st.configs.contains_key(name) {
+                self.remove_config(&mut st, name);
+                tracing::info!(config = name, "config removed");
+            }
+            return Ok(());
+        }
+        let config = self.parse("LoadConfig", name, json)?;
+        // A replaced config hands its queues to its successor.
+        let pipeline =
+            self.build_pipeline(&mut st, project, logstore, name, logstore_key, config)?;
+        let replaced = self.install(&mut st, name, pipeline);
         tracing::info!(config = name, replaced, "config loaded");
         Ok(())
+    }
+
+    /// `LoadPipeline` (LoongCollector 3.x): checks config `name` and stages it for
+    /// [`Inner::start_config`], replacing what was staged under that name; whatever runs is
+    /// untouched. An empty `json` removes the loaded config of that name.
+    fn stage(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        logstore_key: i64,
+        json: &str,
+    ) -> Result<(), Error> {
+        let mut st = self.lock();
+        self.check_loadable(&st, "LoadPipeline", name)?;
+        if json.trim().is_empty() {
+            st.staged.remove(name);
+            if st.configs.contains_key(name) {
+                self.remove_config(&mut st, name);
+                tracing::info!(config = name, "config removed");
+            }
+            return Ok(());
+        }
+        let config = self.parse("LoadPipeline", name, json)?;
+        let staged = Staged {
+            project: project.into(),
+            logstore: logstore.into(),
+            logstore_key,
+            config,
+        };
+        let replaced = st.staged.insert(name.to_string(), staged).is_some();
+        tracing::info!(config = name, replaced, "config staged");
+        Ok(())
+    }
+
+    /// `UnloadPipeline`: forgets what is staged under `name`.
+    fn unstage(&self, name: &str) -> Result<(), Error> {
+        match self.lock().staged.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(Error::UnknownConfig),
+        }
+    }
+
+    /// `Start` (LoongCollector 3.x): the config staged under `name` replaces the loaded one of
+    /// that name (which is stopped first if the host did not stop it), taking over its queued
+    /// and undelivered data, and runs. Without a staged config, a stopped config of that name
+    /// runs again.
+    fn start_config(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        let Some(rt) = st.env.as_ref().map(|e| e.svc.rt.clone()) else {
+            tracing::error!(config = name, "Start before the engine was initialised");
+            return Err(Error::NotInitialized);
+        };
+        if let Some(staged) = st.staged.remove(name) {
+            if st
+                .configs
+                .get(name)
+                .is_some_and(|s| s.pipeline.is_running())
+            {
+                let deadline = Self::deadline(&st);
+                let names = [name.to_string()];
+                self.stop_pipelines(&mut st, &names, FlushMode::Park, FeedState::Held, deadline);
+            }
+            let Staged {
+                project,
+                logstore,
+                logstore_key,
+                config,
+            } = staged;
+            let pipeline =
+                self.build_pipeline(&mut st, &project, &logstore, name, logstore_key, config)?;
+            let replaced = self.install(&mut st, name, pipeline);
+            tracing::info!(config = name, replaced, "staged config installed");
+        }
+        self.deliver_orphans(&mut st, &rt);
+        let Some(slot) = st.configs.get_mut(name) else {
+            tracing::warn!(config = name, "Start: no such config staged or loaded");
+            return Err(Error::UnknownConfig);
+        };
+        self.start_slot(name, slot, &rt);
+        Ok(())
+    }
+
+    /// Starts one config's stages; a config that fails to start is alarmed.
+    fn start_slot(&self, name: &str, slot: &mut ConfigSlot, rt: &tokio::runtime::Handle) {
+        if slot.pipeline.is_running() {
+            return;
+        }
+        let started =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.pipeline.start(rt)));
+        if let Err(p) = started {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            self.stats.alarm(
+                AlarmType::PluginError,
+                Level::Critical,
+                real_config_name(name),
+                "",
+                format!("config {name:?} cannot start ({why}); the other configs run"),
+            );
+        }
+    }
+
+    /// Starts delivering removed configs' data (and the last run's), unless it runs.
+    fn deliver_orphans(&self, st: &mut State, rt: &tokio::runtime::Handle) {
+        if st.orphan_ctl.is_some() {
+            return;
+        }
+        if let Some(orphans) = st.orphans.clone() {
+            orphans.resume();
+            let ctl = Arc::new(FlushControl::new(orphans.clone()));
+            rt.spawn(outbox::deliver(
+                orphans,
+                ctl.clone(),
+                self.stats.plugin("", "removed_configs"),
+            ));
+            st.orphan_ctl = Some(ctl);
+        }
+    }
+
+    /// `StopAllPipelines(1)`: stops every running config that has inputs, delivering what
+    /// they hold until `HoldOnTimeoutMs`; what is left is persisted by `StopAllPipelines(0)`.
+    /// `StopAllPipelines(0)`: as `HoldOn(1)` for every config.
+    fn stop_all(&self, with_inputs: bool) {
+        if !with_inputs {
+            return self.hold_on(true);
+        }
+        let started = Instant::now();
+        let mut st = self.lock();
+        let names: Vec<String> = st
+            .configs
+            .iter()
+            .filter(|(_, s)| s.pipeline.is_running() && s.pipeline.has_inputs())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let deadline = Self::deadline(&st);
+        self.stop_pipelines(
+            &mut st,
+            &names,
+            FlushMode::Drain,
+            FeedState::Exited,
+            deadline,
+        );
+        tracing::info!(
+            configs = names.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "configs with inputs stopped"
+        );
+    }
+
+    /// `StopBuiltInModules`: the checkpoints reach the disk (bounded).
+    fn stop_builtin(&self) {
+        let store = self.lock().env.as_ref().and_then(|e| e.store.clone());
+        if let Some(store) = store {
+            if let Err(e) = store.flush(FLUSH_WAIT) {
+                tracing::warn!(error = %e, "StopBuiltInModules: checkpoints not flushed");
+            }
+        }
     }
 
     /// `UnloadConfig`: removes a config while held.
@@ -709,14 +916,27 @@ impl Inner {
         );
     }
 
+    /// What a report sends: alarms and (when `profile_due`) statistics, each unless the host
+    /// pulls it.
+    fn pushed(&self, profile_due: bool) -> crate::report::Sections {
+        crate::report::Sections {
+            alarms: !self.pull_alarms.load(Ordering::Relaxed),
+            statistics: profile_due && !self.pull_statistics.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends the last alarms and statistics, waiting at most `wait` for the host.
     fn last_report(&self, host: Arc<HostIdentity>, wait: Duration) {
+        let what = self.pushed(true);
+        if !what.alarms && !what.statistics {
+            return;
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (sink, stats) = (self.settings.host.clone(), self.stats.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("{}-last-report", self.settings.name))
             .spawn(move || {
-                crate::report::report(&*sink, &host, &stats, true, 1);
+                crate::report::report(&*sink, &host, &stats, what, 1);
                 let _ = tx.send(());
             });
         if spawned.is_ok() && rx.recv_timeout(wait).is_err() {
@@ -789,33 +1009,9 @@ impl Inner {
             return Ok(());
         }
         for (name, slot) in st.configs.iter_mut() {
-            let started =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.pipeline.start(&rt)));
-            if let Err(p) = started {
-                let why = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                self.stats.alarm(
-                    AlarmType::PluginError,
-                    Level::Critical,
-                    real_config_name(name),
-                    "",
-                    format!("config {name:?} cannot start ({why}); the other configs run"),
-                );
-            }
+            self.start_slot(name, slot, &rt);
         }
-        if let Some(orphans) = st.orphans.clone() {
-            orphans.resume();
-            let ctl = Arc::new(FlushControl::new(orphans.clone()));
-            rt.spawn(outbox::deliver(
-                orphans,
-                ctl.clone(),
-                self.stats.plugin("", "removed_configs"),
-            ));
-            st.orphan_ctl = Some(ctl);
-        }
+        self.deliver_orphans(&mut st, &rt);
         st.running = true;
         tracing::info!(configs = st.configs.len(), "resumed");
         Ok(())
@@ -893,6 +1089,8 @@ impl Engine {
                 profile_ms: AtomicU64::new(t.statistics_interval_ms),
                 initialized: AtomicBool::new(false),
                 budget: SpillBudget::new(DEFAULT_SPILL_LIMIT_MB << 20, 0),
+                pull_alarms: AtomicBool::new(false),
+                pull_statistics: AtomicBool::new(false),
             }),
         }
     }
@@ -964,6 +1162,84 @@ impl Engine {
     /// [`Error::UnknownConfig`] when it is not loaded.
     pub fn stop(&self, name: &str, removed: bool) -> Result<(), Error> {
         self.inner.stop(name, removed)
+    }
+
+    /// LoongCollector's `LoadPipeline`: checks config `name` and stages it for
+    /// [`Engine::start`] (replacing what was staged under that name); the running config of
+    /// that name is untouched. An empty `json` removes the config of that name.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] for a bad name or config (each problem is alarmed) or when not
+    /// initialised.
+    pub fn stage(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        logstore_key: i64,
+        json: &str,
+    ) -> Result<(), Error> {
+        self.inner
+            .stage(project, logstore, name, logstore_key, json)
+    }
+
+    /// Forgets the config staged under `name` (LoongCollector's `UnloadPipeline`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConfig`] when nothing is staged under that name.
+    pub fn unstage(&self, name: &str) -> Result<(), Error> {
+        self.inner.unstage(name)
+    }
+
+    /// Runs the config staged under `name` in place of the loaded config of that name (which
+    /// is stopped first if it still runs), taking over its queued and undelivered data; with
+    /// nothing staged, runs the stopped config of that name again (LoongCollector's `Start`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConfig`] when nothing is staged or loaded under that name,
+    /// [`Error::NotInitialized`], or [`Error::Failed`] when its plugins cannot be built.
+    pub fn start(&self, name: &str) -> Result<(), Error> {
+        self.inner.start_config(name)
+    }
+
+    /// LoongCollector's `StopAllPipelines`: `with_inputs` stops the configs with inputs
+    /// (delivering until `HoldOnTimeoutMs`); otherwise every config stops as with
+    /// `hold_on(true)` (what is undelivered is persisted for the next process).
+    pub fn stop_all(&self, with_inputs: bool) {
+        self.inner.stop_all(with_inputs)
+    }
+
+    /// LoongCollector's `StopBuiltInModules`: checkpoints reach the disk (bounded).
+    pub fn stop_builtin(&self) {
+        self.inner.stop_builtin()
+    }
+
+    /// The host pulls alarms and/or statistics itself from now on: the reporter stops sending
+    /// those parts (a `false` leaves the part as it is).
+    pub fn set_pulled(&self, alarms: bool, statistics: bool) {
+        if alarms {
+            self.inner.pull_alarms.store(true, Ordering::Relaxed);
+        }
+        if statistics {
+            self.inner.pull_statistics.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Project and logstore of each loaded config, by real name (what metrics and alarms
+    /// pulled by a host are labelled with).
+    pub fn config_labels(&self) -> HashMap<String, (String, String)> {
+        self.inner
+            .lock()
+            .configs
+            .values()
+            .map(|s| {
+                let cx = s.pipeline.context();
+                (
+                    cx.config_name.to_string(),
+                    (cx.project.to_string(), cx.logstore.to_string()),
+                )
+            })
+            .collect()
     }
 
     /// Pushes host-fed groups into `name`'s processors, waiting (at most

@@ -183,6 +183,14 @@ pub fn check(spec: &PluginSpec, cx: &PluginContext) -> Result<(), BuildError> {
     }
 }
 
+/// The kind of the built-in plugin `type_name` (None: no such plugin).
+pub fn kind_of(type_name: &str) -> Option<Kind> {
+    REGISTRY
+        .iter()
+        .find(|(n, _)| *n == type_name)
+        .map(|(_, f)| f.kind())
+}
+
 /// Names of every plugin of `kind`.
 pub fn names(kind: Kind) -> Vec<&'static str> {
     REGISTRY

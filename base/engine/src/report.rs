@@ -133,17 +133,24 @@ fn send_builtin(
     false
 }
 
-/// Sends pending alarms and, when `with_profile`, the statistics, trying each send up to
-/// `attempts` times (one at exit, so `HoldOn(1)` stays within its bound). Alarms the host
-/// refused are put back for the next report.
-pub fn report(
-    host: &dyn Host,
-    me: &HostIdentity,
-    stats: &Stats,
-    with_profile: bool,
-    attempts: u32,
-) {
-    let (alarms, overflow) = stats.take_alarms();
+/// Which parts a report sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sections {
+    /// The pending alarms.
+    pub alarms: bool,
+    /// The statistics.
+    pub statistics: bool,
+}
+
+/// Sends the pending alarms and the statistics (each when `what` says so), trying each send
+/// up to `attempts` times (one at exit, so `HoldOn(1)` stays within its bound). Alarms the
+/// host refused are put back for the next report.
+pub fn report(host: &dyn Host, me: &HostIdentity, stats: &Stats, what: Sections, attempts: u32) {
+    let (alarms, overflow) = if what.alarms {
+        stats.take_alarms()
+    } else {
+        (Vec::new(), 0)
+    };
     if !alarms.is_empty() || overflow > 0 {
         let g = alarm_group(me, &alarms, overflow);
         if !send_builtin(host, ALARM_CONFIG, ALARM_CONFIG, &g, me, attempts) {
@@ -154,7 +161,7 @@ pub fn report(
             stats.restore_alarms(alarms, overflow);
         }
     }
-    if with_profile {
+    if what.statistics {
         for g in profile_groups(me, stats) {
             if !send_builtin(host, PROFILE_CONFIG, PROFILE_LOGSTORE, &g, me, attempts) {
                 tracing::warn!("the host refused the statistics; the next report replaces them");

@@ -39,6 +39,10 @@ pub struct PluginStats {
     /// Events kept on disk because the pipeline was full, held or exiting (plugin
     /// `pipeline`; processed once there is room).
     pub spilled: AtomicU64,
+    /// Event groups received (flushers).
+    pub groups_in: AtomicU64,
+    /// Event groups handed on (inputs, aggregators).
+    pub groups_out: AtomicU64,
 }
 
 /// (events, bytes) of `groups` (bytes as [`EventGroup::byte_size`]).
@@ -60,13 +64,20 @@ impl PluginStats {
         Self::add(&self.bytes_in, bytes);
     }
 
+    /// Counts `groups` (events, bytes and groups) as handed on.
+    pub fn add_groups_out(&self, groups: &[EventGroup]) {
+        self.add_out(sizes(groups));
+        Self::add(&self.groups_out, groups.len() as u64);
+    }
+
     /// Counts (events, bytes) as handed on (see [`sizes`]).
     pub fn add_out(&self, (events, bytes): (u64, u64)) {
         Self::add(&self.events_out, events);
         Self::add(&self.bytes_out, bytes);
     }
 
-    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 11] {
+    /// Every counter by name (`time_ms` in milliseconds; `queue_depth` is a gauge).
+    pub fn snapshot(&self) -> [(&'static str, u64); 13] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("events_in", g(&self.events_in)),
@@ -80,6 +91,8 @@ impl PluginStats {
             ("time_ms", g(&self.time_ns) / 1_000_000),
             ("queue_depth", g(&self.queue_depth)),
             ("spilled", g(&self.spilled)),
+            ("groups_in", g(&self.groups_in)),
+            ("groups_out", g(&self.groups_out)),
         ]
     }
 }

@@ -8,6 +8,8 @@ use super::{
     containerMeta, guard, malloc_text, reject, Code, GoArg, GoInt, GoInt64, GoSlice, GoString,
 };
 use crate::engine;
+use crate::loong::{self, Generation};
+use ::engine::api::PackIds;
 use ::engine::event::{now, parse_tags, EventGroup, LogEvent};
 use ::engine::proto;
 use ::engine::{Engine, Tunables};
@@ -108,6 +110,7 @@ pub extern "C" fn LoadConfig(
                     ))
                 })()
             };
+            loong::seen(Generation::Logtail);
             match args {
                 Ok((p, l, n, j)) => ok_or_one(engine().load_config(p, l, n, logstoreKey, j)),
                 Err((arg, c)) => ok_or_one(reject("LoadConfig", arg, c)),
@@ -144,7 +147,14 @@ pub extern "C" fn UnloadConfig(
 /// flushed: returns within `HoldOnTimeoutMs` + 1 s, even with SendPb or the disk blocked.
 #[no_mangle]
 pub extern "C" fn HoldOn(exitFlag: GoInt) {
-    guard("HoldOn", || (), || engine().hold_on(exitFlag != 0))
+    guard(
+        "HoldOn",
+        || (),
+        || {
+            loong::seen(Generation::Logtail);
+            engine().hold_on(exitFlag != 0)
+        },
+    )
 }
 
 /// Starts every loaded config.
@@ -154,6 +164,7 @@ pub extern "C" fn Resume() {
         "Resume",
         || (),
         || {
+            loong::seen(Generation::Logtail);
             let _ = engine().resume();
         },
     )
@@ -222,14 +233,18 @@ fn push(
             };
             // SAFETY: as above.
             let pack = match unsafe { pack_id.text() } {
-                Ok(p) => p.as_bytes(),
+                Ok(p) => p,
                 Err(c) => return reject(export, "packId", c) as GoInt,
             };
             let groups = match build() {
                 Ok(g) => g,
                 Err((arg, c)) => return reject(export, arg, c) as GoInt,
             };
-            let source = host_source(pack);
+            let source = match crate::loong::generation() {
+                // 3.x: the host's pack id is the prefix, as the Go aggregator writes it.
+                Generation::Loong => PackIds::host_prefix_source(pack),
+                _ => host_source(pack.as_bytes()),
+            };
             let code = Code::from(engine().push(
                 name,
                 groups.map(|mut g| {

@@ -9,9 +9,11 @@
 mod code;
 mod exports;
 mod logging;
+mod loong;
 
 pub use code::Code;
 pub use exports::*;
+pub use loong::*;
 
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -51,6 +51,10 @@ pub struct HostIdentity {
     pub hostname: String,
 }
 
+/// Marks a source whose pack-id prefix is the host's (a NUL cannot start an input's source:
+/// config names have none).
+const HOST_PREFIX: &[u8] = b"\0host-pack-id\0";
+
 /// Per-config pack-id sequences, one per source, kept across reloads of the config so that
 /// a receiver sees gap-free sequences.
 #[derive(Debug, Default)]
@@ -68,10 +72,24 @@ impl PackIds {
         }
     }
 
-    /// The next pack id for `source`: `<FNV-64a hex>-<seq hex>`, sequences starting at 1.
+    /// The source of host-fed groups whose pack ids use the host's `pack_id` as their prefix
+    /// (LoongCollector 3.x: `__pack_id__ = <packId>-<seq>`, as the Go aggregator writes it).
+    pub fn host_prefix_source(pack_id: &str) -> Bytes {
+        let mut s = Vec::with_capacity(HOST_PREFIX.len() + pack_id.len());
+        s.extend_from_slice(HOST_PREFIX);
+        s.extend_from_slice(pack_id.trim_end_matches('-').as_bytes());
+        Bytes::from(s)
+    }
+
+    /// The next pack id for `source`: `<prefix>-<seq hex>`, sequences starting at 1; the prefix
+    /// is the FNV-64a hex of the seed and the source, or the host's (see
+    /// [`PackIds::host_prefix_source`]).
     pub fn next(&self, source: &Bytes) -> String {
         let mut map = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(source.clone()).or_insert_with(|| {
+            if let Some(prefix) = source.strip_prefix(HOST_PREFIX) {
+                return (String::from_utf8_lossy(prefix).into_owned(), 0);
+            }
             let mut h = Fnv64a::new();
             h.write(self.seed.as_bytes());
             h.write(b"\0");

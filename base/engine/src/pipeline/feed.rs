@@ -364,6 +364,7 @@ impl InputIo for FeedIo {
                 })?;
             PluginStats::add(&self.stats.events_out, n);
             PluginStats::add(&self.stats.bytes_out, bytes);
+            PluginStats::add(&self.stats.groups_out, 1);
             Ok(())
         })
     }

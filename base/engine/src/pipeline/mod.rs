@@ -187,6 +187,16 @@ impl Pipeline {
         &self.lane
     }
 
+    /// The context its plugins were built with (names, project, logstore).
+    pub fn context(&self) -> &PluginContext {
+        &self.cx
+    }
+
+    /// Whether the config has inputs (LoongCollector's `<name>/1`) or is fed by the host.
+    pub fn has_inputs(&self) -> bool {
+        !self.config.inputs.is_empty()
+    }
+
     /// Whether the stages are running.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
@@ -666,7 +676,7 @@ async fn aggregate(
             .add_in(g_size.unwrap_or_else(|| stats::sizes([&g])));
         let before = out.len();
         match slot.call(|a| a.add(g, out)) {
-            Ok(()) => slot.stats.add_out(stats::sizes(&out[before..])),
+            Ok(()) => slot.stats.add_groups_out(&out[before..]),
             Err(panic) => {
                 drop_alarm(
                     cx,
@@ -692,7 +702,7 @@ async fn flush_aggregators(
     for slot in aggregators.iter_mut().filter(|s| !s.disabled) {
         let before = out.len();
         match slot.call(|a| a.flush(out)) {
-            Ok(()) => slot.stats.add_out(stats::sizes(&out[before..])),
+            Ok(()) => slot.stats.add_groups_out(&out[before..]),
             Err(panic) => {
                 if let Some(d) = slot.fail(cx, true, &panic) {
                     tokio::time::sleep(d).await;
@@ -834,6 +844,7 @@ fn flush_one(
     }
     let size = stats::sizes([group]);
     slot.stats.add_in(size);
+    PluginStats::add(&slot.stats.groups_in, 1);
     let mut attempt = 0u32;
     loop {
         match slot.call(|f| f.flush(group, &**ctl.outbox())) {
