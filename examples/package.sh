@@ -9,6 +9,8 @@
 #   libPluginAdapter.so  libPluginBase.so   stripped (objcopy --strip-all; .dynsym, the
 #                                           exports, is kept), with a .gnu_debuglink to their
 #                                           debug file; install both side by side
+#   libGoPluginAdapter.so libGoPluginBase.so the same, under the names (and SONAMEs) OSS
+#                                           LoongCollector 3.x opens
 #   host-harness                            stripped; validates configs against these libraries
 #   include/                                plugin_adapter.h, plugin_base.h, ABI.md
 #   debug/<file>.debug                      symbols and DWARF (objcopy --only-keep-debug)
@@ -22,7 +24,8 @@
 #
 # --check then loads the packaged libraries with the packaged harness: `validate` on
 # examples/pipelines/*.json and a 20-log run of examples/pipelines/quickstart.json, and
-# compares the exports (nm -D) of the stripped and unstripped libraries.
+# compares the exports (nm -D) of the stripped and unstripped libraries (and of the 1.x-named
+# and 3.x-named copies, which must be equal).
 #
 # Needs objcopy (binutils), sha256sum, tar.
 set -euo pipefail
@@ -49,13 +52,14 @@ if [ "$build" = 1 ]; then
     cargo build --release
 fi
 src=target/release
-for f in libPluginAdapter.so libPluginBase.so host-harness; do
+libs="libPluginAdapter.so libPluginBase.so libGoPluginAdapter.so libGoPluginBase.so"
+for f in $libs host-harness; do
     [ -f "$src/$f" ] || { echo "package.sh: $src/$f is missing (run cargo build --release)" >&2; exit 1; }
 done
 
 rm -rf "$out"
 mkdir -p "$out/include" "$out/debug"
-for f in libPluginAdapter.so libPluginBase.so host-harness; do
+for f in $libs host-harness; do
     objcopy --only-keep-debug "$src/$f" "$out/debug/$f.debug"
     chmod -x "$out/debug/$f.debug"
     objcopy --strip-all "$src/$f" "$out/$f"
@@ -79,15 +83,20 @@ tar -C "$parent" --exclude="$base/debug" -czf "$out.tar.gz" "$base"
 tar -C "$parent" -czf "$out-debug.tar.gz" "$base/debug"
 
 echo "package.sh: $out"
-(cd "$out" && ls -l libPluginAdapter.so libPluginBase.so host-harness debug/*.debug)
+(cd "$out" && ls -l $libs host-harness debug/*.debug)
 ls -l "$out.tar.gz" "$out-debug.tar.gz"
 
 if [ "$check" = 1 ]; then
-    for f in libPluginAdapter.so libPluginBase.so; do
+    for f in $libs; do
         diff <(nm -D --defined-only "$src/$f") <(nm -D --defined-only "$out/$f") \
             || { echo "package.sh: exports of $f changed by stripping" >&2; exit 1; }
         readelf -d "$out/$f" | grep -q "Library soname: \[$f\]" \
             || { echo "package.sh: $f has no SONAME $f" >&2; exit 1; }
+    done
+    for f in PluginAdapter PluginBase; do
+        diff <(nm -D --defined-only "$out/lib$f.so" | awk '$2 == "T" {print $3}') \
+            <(nm -D --defined-only "$out/libGo$f.so" | awk '$2 == "T" {print $3}') \
+            || { echo "package.sh: lib$f.so and libGo$f.so export different functions" >&2; exit 1; }
     done
     "$out/host-harness" validate examples/pipelines/*.json
     "$out/host-harness" run --quiet --summary-json --expect-logs 20 --duration 20 \

@@ -1,5 +1,6 @@
 /*
- * libPluginAdapter.so: the callbacks an iLogtail host registers, and the functions the plugin
+ * libPluginAdapter.so (libGoPluginAdapter.so under LoongCollector 3.x's name): the callbacks an
+ * iLogtail / LoongCollector host registers, and the functions the plugin
  * base calls to reach them. Every function may be called from any thread; registration may
  * happen while calls are in flight. Buffers are borrowed for the call only: nobody frees
  * anything across this interface.

@@ -1,8 +1,12 @@
 /*
- * libPluginBase.so: the plugin base an iLogtail host loads after libPluginAdapter.so.
- * Every Go type is passed BY VALUE and borrowed for the call only: the base copies whatever it
- * keeps. A GoString is not NUL-terminated. Memory the base returns to the host (GetContainerMeta,
- * CheckConfig, CheckConfigWarnings) is allocated with malloc and freed by the host with free().
+ * libPluginBase.so (and libGoPluginBase.so, the same library under LoongCollector 3.x's name):
+ * the plugin base an iLogtail / LoongCollector host loads after the adaptor. It exports the
+ * calls of every host generation (1.x/2.x and 3.x). Every Go type is passed BY VALUE and
+ * borrowed for the call only: the base copies whatever it keeps. A GoString is not
+ * NUL-terminated. Memory the base returns to the host (GetContainerMeta, CheckConfig,
+ * CheckConfigWarnings, GetGoMetrics, GetGoAlarms, GetAllContainers, GetDiffContainers) is
+ * allocated with malloc and freed by the host with free(); GetGoSelfMonitor*PB's data only with
+ * FreeSelfMonitorPB().
  */
 
 #ifndef PLUGIN_BASE_H

@@ -226,6 +226,8 @@ pub enum Generation {
     /// LoongCollector 3.2+: `libGoPluginAdapter.so` + `libGoPluginBase.so`, the 3-argument
     /// registration (the command slot is whatever the register holds).
     Loong,
+    /// A corp LoongCollector 3.2+ build: as [`Generation::Loong`], with the 1.x file names.
+    LoongCorp,
 }
 
 static GENERATION: OnceLock<Generation> = OnceLock::new();
@@ -236,10 +238,24 @@ static GENERATION: OnceLock<Generation> = OnceLock::new();
 /// When the libraries were already loaded as another generation.
 pub fn play_loongcollector() {
     let g = *GENERATION.get_or_init(|| Generation::Loong);
+    assert_ne!(
+        g,
+        Generation::Logtail,
+        "the libraries were loaded as iLogtail 1.x/2.x already"
+    );
+}
+
+/// Makes this process a corp LoongCollector 3.x host: the 3.x calls on `libPluginAdapter.so`
+/// and `libPluginBase.so` (call before anything loads the libraries).
+///
+/// # Panics
+/// When the libraries were already loaded as another host.
+pub fn play_loongcollector_corp() {
+    let g = *GENERATION.get_or_init(|| Generation::LoongCorp);
     assert_eq!(
         g,
-        Generation::Loong,
-        "the libraries were loaded as iLogtail 1.x/2.x already"
+        Generation::LoongCorp,
+        "the libraries were loaded as another host already"
     );
 }
 
@@ -324,7 +340,9 @@ impl Host {
         crate::engine_log::route(dir);
         let generation = *GENERATION.get_or_init(|| Generation::Logtail);
         let (adaptor_file, base_file) = match generation {
-            Generation::Logtail => ("libPluginAdapter.so", "libPluginBase.so"),
+            Generation::Logtail | Generation::LoongCorp => {
+                ("libPluginAdapter.so", "libPluginBase.so")
+            }
             Generation::Loong => ("libGoPluginAdapter.so", "libGoPluginBase.so"),
         };
         let adaptor = open(&dir.join(adaptor_file));
@@ -332,7 +350,7 @@ impl Host {
         let registered_v2 = v2.is_some();
         // SAFETY: the callbacks match the adaptor ABI and live for the whole process.
         unsafe {
-            if generation == Generation::Loong {
+            if generation != Generation::Logtail {
                 // As a 3.2+ host declares it: three arguments.
                 let register: RegisterV2Loong = sym(&adaptor, "RegisterLogtailCallBackV2")
                     .expect("adaptor exports RegisterLogtailCallBackV2");
