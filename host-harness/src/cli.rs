@@ -30,7 +30,8 @@ load pipeline configs into the base, run them, print what the host receives
 
 Sequence: InitPluginBaseV2({LogtailSysConfDir, HostIP: 127.0.0.1, Hostname}) → for each file
 LoadConfig(project \"harness\", logstore = file stem, config name = file stem, logstore key 1,
-file contents) → Resume() → ... → HoldOn(1) on stop.
+file contents) → Resume() → ... → HoldOn(1) on stop. With --loongcollector, the LoongCollector
+3.x sequence instead (see that option).
 
 Every log group received through SendPb/SendPbV2 is printed to stdout as one JSON line:
     {\"config\":..,\"logstore\":..,\"pack_id\":..,\"topic\":..,\"source\":..,\"tags\":{..},
@@ -495,8 +496,16 @@ pub struct RunOpts {
     #[arg(long = "delay-ms", value_name = "MS", value_parser = millis)]
     pub delay: Option<Duration>,
     /// every SECS: HoldOn(0), LoadConfig (files re-read), Resume()
-    #[arg(long, value_name = "SECS", value_parser = more_than_0_secs)]
+    /// (with --loongcollector: LoadPipeline, Stop(name, 0), Start)
+    #[arg(long, value_name = "SECS", value_parser = more_than_0_secs, verbatim_doc_comment)]
     pub reload_every: Option<Duration>,
+    /// play a LoongCollector 3.x host: load libGoPluginAdapter.so and
+    /// libGoPluginBase.so, register 3 callbacks, LoadPipeline(<stem>/1,
+    /// or <stem>/2 for a config without inputs) + Start, exit with
+    /// StopAllPipelines(1), StopAllPipelines(0), StopBuiltInModules;
+    /// the pulled GetGoMetrics("direct") counters are summarised at exit
+    #[arg(long, verbatim_doc_comment)]
+    pub loongcollector: bool,
     /// short report intervals (LoadGlobalConfig before InitPluginBaseV2);
     /// statistics and alarms printed to stderr (see Statistics in --help)
     #[arg(long, verbatim_doc_comment)]

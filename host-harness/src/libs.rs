@@ -17,6 +17,62 @@ pub const ADAPTOR_FILE: &str = "libPluginAdapter.so";
 /// File name of the base library.
 pub const BASE_FILE: &str = "libPluginBase.so";
 
+/// Which host the harness plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavour {
+    /// iLogtail 1.x/2.x: `libPluginAdapter.so` / `libPluginBase.so`, 4-argument registration,
+    /// `LoadConfig` / `Resume` / `HoldOn`.
+    #[default]
+    Logtail,
+    /// OSS LoongCollector 3.x: `libGoPluginAdapter.so` / `libGoPluginBase.so`, the 3-argument
+    /// registration of 3.2+, `LoadPipeline` / `Start` / `Stop` / `StopAllPipelines`.
+    Loong,
+}
+
+impl Flavour {
+    fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Flavour::Logtail => (ADAPTOR_FILE, BASE_FILE),
+            Flavour::Loong => ("libGoPluginAdapter.so", "libGoPluginBase.so"),
+        }
+    }
+}
+
+/// How a LoongCollector 3.2+ host declares `RegisterLogtailCallBackV2`.
+type RegisterV2LoongFn = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, SendPbV2Fun);
+type StartFn = unsafe extern "C" fn(GoString);
+type StopFn = unsafe extern "C" fn(GoString, i64);
+type GetGoMetricsFn = unsafe extern "C" fn(GoString) -> *mut InnerPluginMetrics;
+
+/// The LoongCollector 3.x exports (all present in a base of that generation).
+#[derive(Clone, Copy)]
+struct LoongFns {
+    load_pipeline: LoadConfigFn,
+    start: StartFn,
+    stop: StopFn,
+    stop_all: HoldOnFn,
+    stop_builtin: ResumeFn,
+    get_go_metrics: GetGoMetricsFn,
+}
+
+/// The host's declarations of what `GetGoMetrics` returns (LoongCollector `LogtailPlugin.h`).
+#[repr(C)]
+struct InnerKeyValue {
+    key: *mut c_char,
+    value: *mut c_char,
+}
+#[repr(C)]
+struct InnerPluginMetric {
+    key_values: *mut *mut InnerKeyValue,
+    count: std::ffi::c_int,
+}
+/// `InnerPluginMetrics`.
+#[repr(C)]
+pub struct InnerPluginMetrics {
+    metrics: *mut *mut InnerPluginMetric,
+    count: std::ffi::c_int,
+}
+
 pub use wire::callbacks::{
     IsValidToSendFun, PluginCtlCmdFun, RegisterV1Fn, RegisterV2Fn, SendPbFun, SendPbV2Fun,
     VersionFn,
@@ -112,6 +168,7 @@ pub struct Libs {
     process_log_group: Option<ProcessLogGroupFn>,
     check_config: Option<CheckConfigFn>,
     check_config_warnings: Option<CheckConfigFn>,
+    loong: Option<LoongFns>,
     _adaptor: ManuallyDrop<Library>,
     _base: ManuallyDrop<Library>,
 }
@@ -153,8 +210,23 @@ impl Libs {
     ///
     /// [`LoadError`] when a library is missing or lacks a required export.
     pub fn load(dir: &Path, callbacks: HostCallbacks) -> Result<Libs, LoadError> {
-        let adaptor_path = dir.join(ADAPTOR_FILE);
-        let base_path = dir.join(BASE_FILE);
+        Self::load_as(dir, callbacks, Flavour::Logtail)
+    }
+
+    /// Loads the libraries as the `flavour` of host does (file names, registration, the
+    /// exports it looks up).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when a library is missing or lacks a required export.
+    pub fn load_as(
+        dir: &Path,
+        callbacks: HostCallbacks,
+        flavour: Flavour,
+    ) -> Result<Libs, LoadError> {
+        let (adaptor_file, base_file) = flavour.files();
+        let adaptor_path = dir.join(adaptor_file);
+        let base_path = dir.join(base_file);
         let adaptor = open("adaptor", &adaptor_path)?;
         // SAFETY: types from the ABI document.
         let adaptor_version = unsafe { sym::<VersionFn>(&adaptor, "PluginAdapterVersion") }
@@ -162,7 +234,19 @@ impl Libs {
             .map(|f| unsafe { f() });
         // SAFETY: types from the ABI document.
         let v2 = unsafe { sym::<RegisterV2Fn>(&adaptor, "RegisterLogtailCallBackV2") };
-        let registered_v2 = if let Some(register) = v2 {
+        // SAFETY: as above; a 3.2+ host's declaration of the same export (one argument fewer).
+        let v2_loong = unsafe { sym::<RegisterV2LoongFn>(&adaptor, "RegisterLogtailCallBackV2") };
+        let registered_v2 = if let (Flavour::Loong, Some(register)) = (flavour, v2_loong) {
+            // SAFETY: the callbacks live for the whole process.
+            unsafe {
+                register(
+                    callbacks.is_valid_to_send,
+                    callbacks.send_pb,
+                    callbacks.send_pb_v2,
+                )
+            };
+            true
+        } else if let Some(register) = v2 {
             // SAFETY: the callbacks are `extern "C"` functions living for the whole process.
             unsafe {
                 register(
@@ -188,7 +272,19 @@ impl Libs {
         };
         let base = open("base", &base_path)?;
         let p = &base_path;
+        let loong = match flavour {
+            Flavour::Logtail => None,
+            Flavour::Loong => Some(LoongFns {
+                load_pipeline: required(&base, p, "LoadPipeline")?,
+                start: required(&base, p, "Start")?,
+                stop: required(&base, p, "Stop")?,
+                stop_all: required(&base, p, "StopAllPipelines")?,
+                stop_builtin: required(&base, p, "StopBuiltInModules")?,
+                get_go_metrics: required(&base, p, "GetGoMetrics")?,
+            }),
+        };
         Ok(Libs {
+            loong,
             init_v2: required(&base, p, "InitPluginBaseV2")?,
             // SAFETY: types from the ABI document.
             load_global_config: unsafe { sym(&base, "LoadGlobalConfig") },
@@ -261,6 +357,101 @@ impl Libs {
                 GoString::new(json),
             )
         }
+    }
+
+    fn loong(&self) -> LoongFns {
+        self.loong
+            .expect("the libraries were loaded as a LoongCollector 3.x host")
+    }
+
+    /// `LoadPipeline(project, logstore, configName, logstoreKey, json)`: 0 on success.
+    ///
+    /// # Panics
+    /// When not loaded as [`Flavour::Loong`].
+    pub fn load_pipeline(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        key: i64,
+        json: &str,
+    ) -> i64 {
+        // SAFETY: every argument is borrowed for the call only.
+        unsafe {
+            (self.loong().load_pipeline)(
+                GoString::new(project),
+                GoString::new(logstore),
+                GoString::new(name),
+                key,
+                GoString::new(json),
+            )
+        }
+    }
+
+    /// `Start(configName)`.
+    pub fn start(&self, name: &str) {
+        // SAFETY: borrowed for the call only.
+        unsafe { (self.loong().start)(GoString::new(name)) }
+    }
+
+    /// `Stop(configName, removedFlag)`.
+    pub fn stop(&self, name: &str, removed: bool) {
+        // SAFETY: borrowed for the call only.
+        unsafe { (self.loong().stop)(GoString::new(name), i64::from(removed)) }
+    }
+
+    /// `StopAllPipelines(withInputFlag)`.
+    pub fn stop_all(&self, with_inputs: bool) {
+        // SAFETY: no pointers.
+        unsafe { (self.loong().stop_all)(i64::from(with_inputs)) }
+    }
+
+    /// `StopBuiltInModules()`.
+    pub fn stop_builtin(&self) {
+        // SAFETY: no arguments.
+        unsafe { (self.loong().stop_builtin)() }
+    }
+
+    /// `GetGoMetrics(type)`, read and freed as the host does: one string map per record.
+    pub fn go_metrics(&self, metric_type: &str) -> Vec<Vec<(String, String)>> {
+        let text = |p: *const c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                // SAFETY: NUL-terminated strings from the base.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        let mut out = Vec::new();
+        // SAFETY: borrowed for the call; every part of the result is malloc'ed by the base
+        // and freed here, in the host's order.
+        unsafe {
+            let m = (self.loong().get_go_metrics)(GoString::new(metric_type));
+            if m.is_null() {
+                return out;
+            }
+            for i in 0..(*m).count as usize {
+                let r = *(*m).metrics.add(i);
+                let mut rec = Vec::new();
+                if !r.is_null() {
+                    for j in 0..(*r).count as usize {
+                        let kv = *(*r).key_values.add(j);
+                        if !kv.is_null() {
+                            rec.push((text((*kv).key), text((*kv).value)));
+                            libc::free((*kv).key.cast());
+                            libc::free((*kv).value.cast());
+                            libc::free(kv.cast());
+                        }
+                    }
+                    libc::free((*r).key_values.cast());
+                    libc::free(r.cast());
+                }
+                out.push(rec);
+            }
+            libc::free((*m).metrics.cast());
+            libc::free(m.cast());
+        }
+        out
     }
 
     /// `HoldOn(exitFlag)`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::RunOpts;
 use crate::host::{self, RunSettings};
-use crate::libs::{resolve_lib_dir, Libs};
+use crate::libs::{resolve_lib_dir, Flavour, Libs};
 
 /// Project name given to `LoadConfig`.
 pub const PROJECT: &str = "harness";
@@ -120,8 +120,44 @@ pub fn init_json(data_dir: &Path) -> String {
     .to_string()
 }
 
-/// Loads every config (files read now). Prints the failure and returns false on error.
-fn load_all(libs: &Libs, files: &[ConfigFile], logstore: Option<&str>) -> bool {
+/// The `InitPluginBaseV2` JSON of a LoongCollector 3.x host (no `LogtailSysConfDir`).
+pub fn loong_init_json(data_dir: &Path) -> String {
+    let d = data_dir.to_string_lossy();
+    serde_json::json!({
+        "LoongCollectorConfDir": format!("{d}/conf/"),
+        "LoongCollectorLogDir": format!("{d}/log/"),
+        "LoongCollectorDataDir": format!("{d}/data/"),
+        "LoongCollectorGoCheckPointDir": format!("{d}/data/"),
+        "LoongCollectorGoCheckPointFile": "go_plugin_checkpoint",
+        "HostIP": "127.0.0.1",
+        "Hostname": hostname(),
+    })
+    .to_string()
+}
+
+/// The name a LoongCollector host gives config `stem`: `<stem>/1` when it has inputs (its
+/// own data), `<stem>/2` when it is fed by the host.
+fn loong_name(stem: &str, json: &str) -> String {
+    let has_inputs = serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("inputs")?.as_array().map(|a| !a.is_empty()))
+        .unwrap_or(false);
+    format!("{stem}/{}", if has_inputs { 1 } else { 2 })
+}
+
+/// Loads every config (files read now). Prints the failure and returns false on error. As a
+/// LoongCollector host: `LoadPipeline` each, then (each running config first stopped with
+/// `Stop(name, 0)`) `Start` each.
+fn load_all(
+    libs: &Libs,
+    files: &[ConfigFile],
+    logstore: Option<&str>,
+    loong: bool,
+    reload: bool,
+) -> bool {
+    if loong {
+        return load_all_loong(libs, files, logstore, reload);
+    }
     for f in files {
         let json = match std::fs::read_to_string(&f.path) {
             Ok(j) => j,
@@ -143,6 +179,60 @@ fn load_all(libs: &Libs, files: &[ConfigFile], logstore: Option<&str>) -> bool {
         }
     }
     true
+}
+
+/// [`load_all`] as a LoongCollector 3.x host.
+fn load_all_loong(libs: &Libs, files: &[ConfigFile], logstore: Option<&str>, reload: bool) -> bool {
+    let mut names = Vec::new();
+    for f in files {
+        let json = match std::fs::read_to_string(&f.path) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("harness: error: cannot read {}: {e}", f.path.display());
+                return false;
+            }
+        };
+        let name = loong_name(&f.name, &json);
+        let ls = logstore.unwrap_or(&f.name);
+        let rc = libs.load_pipeline(PROJECT, ls, &name, LOGSTORE_KEY, &json);
+        if rc != 0 {
+            eprintln!(
+                "harness: error: LoadPipeline failed for {} (config {name:?}, returned {rc}); \
+                 the base's messages above say why",
+                f.path.display()
+            );
+            return false;
+        }
+        names.push(name);
+    }
+    for n in &names {
+        if reload {
+            libs.stop(n, false);
+        }
+        libs.start(n);
+    }
+    true
+}
+
+/// Sums the counters of the pulled `direct` records by (config, plugin type, counter).
+fn summarise_metrics(libs: &Libs, sums: &mut std::collections::BTreeMap<String, u64>) {
+    for rec in libs.go_metrics("direct") {
+        let get = |k: &str| {
+            rec.iter()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
+        };
+        let (Some(labels), Some(counters)) = (get("labels"), get("counters")) else {
+            eprintln!("harness: error: a pulled metric record lacks labels or counters: {rec:?}");
+            continue;
+        };
+        let label = |k: &str| labels[k].as_str().unwrap_or("").to_string();
+        let key = format!("{}/{}", label("pipeline_name"), label("plugin_type"));
+        for (c, v) in counters.as_object().into_iter().flatten() {
+            let n = v.as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            *sums.entry(format!("{key}/{c}")).or_default() += n;
+        }
+    }
 }
 
 /// Runs the `run` command; returns the exit code.
@@ -187,7 +277,13 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
         stats: o.stats,
     });
     install_signal_handlers();
-    let libs = match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
+    let flavour = if o.loongcollector {
+        Flavour::Loong
+    } else {
+        Flavour::Logtail
+    };
+    let dir_libs = resolve_lib_dir(o.lib_dir.as_deref());
+    let libs = match Libs::load_as(&dir_libs, host::callbacks(), flavour) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
@@ -211,20 +307,54 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
             }
         }
     }
-    let rc = libs.init_v2(&init_json(dir));
+    let json = if o.loongcollector {
+        loong_init_json(dir)
+    } else {
+        init_json(dir)
+    };
+    let rc = libs.init_v2(&json);
     if rc != 0 {
         eprintln!("harness: error: InitPluginBaseV2 returned {rc}");
         return 1;
     }
-    if !load_all(&libs, files, o.logstore.as_deref()) {
+    host::mark_started();
+    if !load_all(&libs, files, o.logstore.as_deref(), o.loongcollector, false) {
         return 1;
     }
-    host::mark_started();
-    libs.resume();
-    let code = main_loop(&libs, o, files);
+    if !o.loongcollector {
+        libs.resume();
+    }
+    let mut sums = std::collections::BTreeMap::new();
+    let code = main_loop(&libs, o, files, &mut sums);
     let t = Instant::now();
-    libs.hold_on(1);
+    if o.loongcollector {
+        libs.stop_all(true);
+        let with_inputs_ms = t.elapsed().as_millis();
+        libs.stop_all(false);
+        eprintln!(
+            "harness: StopAllPipelines(1) {with_inputs_ms} ms, StopAllPipelines(0) {} ms",
+            t.elapsed().as_millis() - with_inputs_ms
+        );
+    } else {
+        libs.hold_on(1);
+    }
     let holdon_ms = t.elapsed().as_millis() as u64;
+    if o.loongcollector {
+        // The host's last monitoring round comes after StopAllPipelines(0).
+        summarise_metrics(&libs, &mut sums);
+        libs.stop_builtin();
+        let interesting: Vec<String> = sums
+            .iter()
+            .filter(|(k, v)| {
+                **v > 0 && (k.ends_with("/in_events_total") || k.ends_with("/out_events_total"))
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        eprintln!(
+            "harness: pulled metrics (GetGoMetrics(\"direct\"), summed): {}",
+            interesting.join(" ")
+        );
+    }
     let mut code = code.map_or_else(
         |why| {
             eprintln!("harness: error: {why}");
@@ -244,8 +374,14 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
 }
 
 /// Waits for a stop condition, reloading on schedule. `Err` = a reload failed (exit code 1).
-fn main_loop(libs: &Libs, o: &RunOpts, files: &[ConfigFile]) -> Result<(), String> {
+fn main_loop(
+    libs: &Libs,
+    o: &RunOpts,
+    files: &[ConfigFile],
+    sums: &mut std::collections::BTreeMap<String, u64>,
+) -> Result<(), String> {
     let start = Instant::now();
+    let mut next_pull = start + Duration::from_secs(1);
     let mut next_reload = o.reload_every.map(|d| start + d);
     let mut reloads = 0u64;
     loop {
@@ -262,20 +398,36 @@ fn main_loop(libs: &Libs, o: &RunOpts, files: &[ConfigFile]) -> Result<(), Strin
         if o.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
+        if o.loongcollector && Instant::now() >= next_pull {
+            // As the host's SelfMonitorServer (every 60 s there).
+            summarise_metrics(libs, sums);
+            next_pull = Instant::now() + Duration::from_secs(1);
+        }
         if let Some(at) = next_reload.filter(|at| Instant::now() >= *at) {
             let t = Instant::now();
-            libs.hold_on(0);
+            if !o.loongcollector {
+                libs.hold_on(0);
+            }
             let held_ms = t.elapsed().as_millis();
-            if !load_all(libs, files, o.logstore.as_deref()) {
+            if !load_all(libs, files, o.logstore.as_deref(), o.loongcollector, true) {
                 RELOADS.store(reloads, Ordering::SeqCst);
                 return Err(format!("reload #{} failed", reloads + 1));
             }
-            libs.resume();
+            if !o.loongcollector {
+                libs.resume();
+            }
             reloads += 1;
-            eprintln!(
-                "harness: reload #{reloads} done (HoldOn(0) {held_ms} ms, total {} ms)",
-                t.elapsed().as_millis()
-            );
+            if o.loongcollector {
+                eprintln!(
+                    "harness: reload #{reloads} done (LoadPipeline, Stop(name, 0), Start: {} ms)",
+                    t.elapsed().as_millis()
+                );
+            } else {
+                eprintln!(
+                    "harness: reload #{reloads} done (HoldOn(0) {held_ms} ms, total {} ms)",
+                    t.elapsed().as_millis()
+                );
+            }
             next_reload = o.reload_every.map(|d| at.max(Instant::now()) + d);
         }
     }

@@ -61,6 +61,39 @@ fn run_delivers_expected_logs_with_clean_pack_ids() {
     assert_eq!(s["pack_id_gaps"].as_u64(), Some(0), "summary {s}");
 }
 
+/// `run --loongcollector`: the 3.x file names and calls, reloads as 3.x modifies (LoadPipeline
+/// while running, Stop(name, 0), Start), and the pulled counters summed as the host does.
+#[test]
+fn run_as_loongcollector_reloads_and_pulls_metrics() {
+    let dir = TempDir::new("harness-loong");
+    let config = pipeline(
+        vec![service_mock(2000, N, json!({"content": "via 3.x"}))],
+        vec![],
+    );
+    let file = dir.write("harness_loong.json", &config);
+    let out = run_with_timeout(
+        harness_cmd()
+            .env("PLUGIN_BASE_LOG", "warn")
+            .args(["run", "--loongcollector", "--quiet", "--summary-json"])
+            .args(["--reload-every", "0.1", "--expect-logs"])
+            .arg(N.to_string())
+            .args(["--duration", "30"])
+            .arg(&file),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all_output());
+    let s = summary(&out);
+    assert_eq!(s["logs"].as_u64(), Some(N), "summary {s}");
+    assert_eq!(s["pack_id_gaps"].as_u64(), Some(0), "summary {s}");
+    assert!(s["reloads"].as_u64() > Some(0), "summary {s}");
+    let all = out.all_output();
+    assert!(all.contains("libGoPluginBase.so"), "{all}");
+    assert!(
+        all.contains(&format!("harness_loong/flusher_sls/in_events_total={N}")),
+        "the pulled counters sum to what was delivered: {all}"
+    );
+}
+
 #[test]
 fn validate_accepts_a_good_config() {
     let dir = TempDir::new("harness-validate-ok");
