@@ -40,6 +40,8 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 const CYCLES: usize = 10_000;
+/// LoongCollector cycles (each starts and stops two pipeline instances).
+const LOONG_CYCLES: usize = 2_000;
 /// Counter sets an idle engine keeps (the removed-configs delivery's).
 const BASE_SETS: usize = 1;
 /// Heap growth allowed over the measured cycles. Each forgotten config kept four counter
@@ -92,6 +94,41 @@ fn removed_configs_leave_the_statistics_registry() {
         growth < MAX_GROWTH,
         "the heap grew by {growth} bytes over {} load/remove cycles",
         CYCLES - 100
+    );
+    assert!(e.config_names().is_empty());
+
+    // LoongCollector's add / modify / remove: staged, started, replaced, removed by
+    // Stop(name, true), each config under a name of its own (and a staged config dropped).
+    let mut before = 0;
+    for i in 0..LOONG_CYCLES {
+        if i == 100 {
+            before = LIVE.load(Ordering::Relaxed);
+        }
+        let name = format!("loong-{i}/2");
+        e.stage("proj", "ls", &name, 1, &config).unwrap();
+        e.start(&name).unwrap();
+        e.stage("proj", "ls", &name, 1, &fed("d")).unwrap();
+        e.stop(&name, false).unwrap();
+        e.start(&name).unwrap();
+        e.stage("proj", "ls", &format!("never-{i}/2"), 1, &config)
+            .unwrap();
+        e.unstage(&format!("never-{i}/2")).unwrap();
+        e.stop(&name, true).unwrap();
+    }
+    let growth = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "heap growth over {} 3.x add/modify/remove cycles: {growth} bytes",
+        LOONG_CYCLES - 100
+    );
+    assert!(
+        e.stats().counter_sets() <= BASE_SETS,
+        "{} counter sets after {LOONG_CYCLES} 3.x add/modify/remove cycles",
+        e.stats().counter_sets()
+    );
+    assert!(
+        growth < MAX_GROWTH,
+        "the heap grew by {growth} bytes over {} 3.x add/modify/remove cycles",
+        LOONG_CYCLES - 100
     );
     assert!(e.config_names().is_empty());
 }
