@@ -24,7 +24,7 @@ CARGO_FUZZ_VERSION=0.13.2
 TOOLS="$ROOT/target/tools"
 TARGET_DIR="$ROOT/target/fuzz"
 SCRATCH="$ROOT/target/fuzz-corpus"
-ALL_TARGETS=(config_parse protobuf_decode tags_parse processors msgpack_records)
+ALL_TARGETS=(config_parse protobuf_decode tags_parse processors msgpack_records pipeline_event_group)
 TARGETS=("${@:-${ALL_TARGETS[@]}}")
 
 export PATH="$TOOLS/bin:$PATH"
