@@ -131,11 +131,11 @@ fn a_damaged_store_is_moved_aside_and_replaced() {
                     .and_then(|(_, n)| n.trim().parse().ok())
             })
             .unwrap_or_else(|| panic!("{kind}: {}", second.all_output()));
-        let aside: Vec<String> = std::fs::read_dir(dir.path())
+        let aside: Vec<String> = std::fs::read_dir(dir.path().join("checkpoint"))
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("checkpoint.damaged-"))
+            .filter(|n| n.starts_with("go_plugin_checkpoint.damaged-"))
             .collect();
         match &alarm {
             Some(a) if a.contains("moved aside") => {
