@@ -146,8 +146,8 @@ fn loong_name(stem: &str, json: &str) -> String {
 }
 
 /// Loads every config (files read now). Prints the failure and returns false on error. As a
-/// LoongCollector host: `LoadPipeline` each, then (each running config first stopped with
-/// `Stop(name, 0)`) `Start` each.
+/// LoongCollector host: `LoadPipeline` each (as `<stem>/1` or `<stem>/2`), then `Start` each
+/// (a reload first stops the running one with `Stop(name, 0)`).
 fn load_all(
     libs: &Libs,
     files: &[ConfigFile],
@@ -155,9 +155,7 @@ fn load_all(
     loong: bool,
     reload: bool,
 ) -> bool {
-    if loong {
-        return load_all_loong(libs, files, logstore, reload);
-    }
+    let mut started = Vec::new();
     for f in files {
         let json = match std::fs::read_to_string(&f.path) {
             Ok(j) => j,
@@ -167,49 +165,31 @@ fn load_all(
             }
         };
         let ls = logstore.unwrap_or(&f.name);
-        let rc = libs.load_config(PROJECT, ls, &f.name, LOGSTORE_KEY, &json);
-        if rc != 0 {
-            eprintln!(
-                "harness: error: LoadConfig failed for {} (config {:?}, returned {rc}); \
-                 the base's messages above say why",
-                f.path.display(),
-                f.name
-            );
-            return false;
-        }
-    }
-    true
-}
-
-/// [`load_all`] as a LoongCollector 3.x host.
-fn load_all_loong(libs: &Libs, files: &[ConfigFile], logstore: Option<&str>, reload: bool) -> bool {
-    let mut names = Vec::new();
-    for f in files {
-        let json = match std::fs::read_to_string(&f.path) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("harness: error: cannot read {}: {e}", f.path.display());
-                return false;
-            }
+        let (export, name, rc) = if loong {
+            let name = loong_name(&f.name, &json);
+            let rc = libs.load_pipeline(PROJECT, ls, &name, LOGSTORE_KEY, &json);
+            ("LoadPipeline", name, rc)
+        } else {
+            let rc = libs.load_config(PROJECT, ls, &f.name, LOGSTORE_KEY, &json);
+            ("LoadConfig", f.name.clone(), rc)
         };
-        let name = loong_name(&f.name, &json);
-        let ls = logstore.unwrap_or(&f.name);
-        let rc = libs.load_pipeline(PROJECT, ls, &name, LOGSTORE_KEY, &json);
         if rc != 0 {
             eprintln!(
-                "harness: error: LoadPipeline failed for {} (config {name:?}, returned {rc}); \
+                "harness: error: {export} failed for {} (config {name:?}, returned {rc}); \
                  the base's messages above say why",
                 f.path.display()
             );
             return false;
         }
-        names.push(name);
+        started.push(name);
     }
-    for n in &names {
-        if reload {
-            libs.stop(n, false);
+    if loong {
+        for n in &started {
+            if reload {
+                libs.stop(n, false);
+            }
+            libs.start(n);
         }
-        libs.start(n);
     }
     true
 }
