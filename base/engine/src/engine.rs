@@ -235,6 +235,36 @@ pub fn invalid_config_name(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Checkpoint key of the last pack-id sequence per host prefix of a config.
+const PACK_SEQ_KEY: &str = "__host_pack_seq__";
+
+/// Continues `ids`' host-prefix sequences where the last process left them (see
+/// [`save_pack_sequences`]).
+fn load_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) {
+    let Some(raw) = store.and_then(|s| s.get(name, PACK_SEQ_KEY)) else {
+        return;
+    };
+    match serde_json::from_slice::<HashMap<String, u64>>(&raw) {
+        Ok(m) => m.iter().for_each(|(p, seq)| ids.continue_host(p, *seq)),
+        Err(e) => tracing::warn!(config = name, error = %e, "unreadable pack-id sequences"),
+    }
+}
+
+/// Saves the host-prefix sequences of config `name`: the host's pack id is the same after a
+/// restart (it hashes the file), so the next process continues the sequences instead of
+/// giving a receiver the ids of groups it has already seen (and of groups re-sent from the
+/// store) for other data.
+fn save_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) {
+    let seqs: HashMap<String, u64> = ids.host_sequences().into_iter().collect();
+    let Some(store) = store.filter(|_| !seqs.is_empty()) else {
+        return;
+    };
+    let json = serde_json::to_vec(&seqs).unwrap_or_default();
+    if let Err(e) = store.save(name, PACK_SEQ_KEY, &json) {
+        tracing::warn!(config = name, error = %e, "cannot save the pack-id sequences");
+    }
+}
+
 /// How often checkpoints of removed configs are looked at.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -493,11 +523,9 @@ impl Inner {
             .pack_ids
             .entry(name.to_string())
             .or_insert_with(|| {
-                Arc::new(PackIds::new(format!(
-                    "{name}\0{}\0{}",
-                    host.ip,
-                    now_nanos()
-                )))
+                let ids = PackIds::new(format!("{name}\0{}\0{}", host.ip, now_nanos()));
+                load_pack_sequences(store.as_ref(), name, &ids);
+                Arc::new(ids)
             })
             .clone();
         let cx = PluginContext {
@@ -794,7 +822,10 @@ impl Inner {
                 format!("config removed with {left} groups of events waiting on disk: they are processed if a config of this name is loaded again within CheckpointTTLSeconds, else deleted"),
             );
         }
-        st.pack_ids.remove(name);
+        if let Some(ids) = st.pack_ids.remove(name) {
+            let store = st.env.as_ref().and_then(|e| e.store.as_ref());
+            save_pack_sequences(store, name, &ids);
+        }
         st.volatile.remove(name);
         // Counters go with the config (unless its other half, `/1` or `/2`, is still loaded).
         let real = real_config_name(name);
@@ -886,6 +917,10 @@ impl Inner {
         let left = || grace_end.saturating_duration_since(Instant::now());
         if exit {
             self.spill_undelivered(&st, left());
+            let store = st.env.as_ref().and_then(|e| e.store.as_ref());
+            for (name, ids) in &st.pack_ids {
+                save_pack_sequences(store, name, ids);
+            }
         }
         // Checkpoints (including positions committed by the spill above) reach the disk.
         if let Some(store) = st.env.as_ref().and_then(|e| e.store.as_ref()) {

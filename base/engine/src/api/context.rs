@@ -81,6 +81,25 @@ impl PackIds {
         Bytes::from(s)
     }
 
+    /// The last sequence used for each host prefix (see [`PackIds::host_prefix_source`]).
+    pub fn host_sequences(&self) -> Vec<(String, u64)> {
+        let map = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(s, _)| s.starts_with(HOST_PREFIX))
+            .map(|(_, (prefix, seq))| (prefix.clone(), *seq))
+            .collect()
+    }
+
+    /// Continues the sequence of host prefix `prefix` after `seq` (an earlier process used
+    /// it up to there): a receiver never sees one pack id for two different groups.
+    pub fn continue_host(&self, prefix: &str, seq: u64) {
+        let mut map = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map
+            .entry(Self::host_prefix_source(prefix))
+            .or_insert_with(|| (prefix.to_string(), 0));
+        e.1 = e.1.max(seq);
+    }
+
     /// The next pack id for `source`: `<prefix>-<seq hex>`, sequences starting at 1; the prefix
     /// is the FNV-64a hex of the seed and the source, or the host's (see
     /// [`PackIds::host_prefix_source`]).
