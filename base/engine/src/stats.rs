@@ -183,11 +183,20 @@ type AlarmKey = (String, String, AlarmType);
 /// Most distinct alarms kept between two reports; more are counted, not kept.
 const MAX_PENDING_ALARMS: usize = 1000;
 
+/// Most counter sets of removed configs kept for a host that pulls (the oldest go first).
+const MAX_RETIRED: usize = 10_000;
+
+/// Counter sets by (config, plugin).
+pub type CounterSets = Vec<((String, String), Arc<PluginStats>)>;
+
 #[derive(Default)]
 struct Registry {
     plugins: BTreeMap<(String, String), Arc<PluginStats>>,
     alarms: BTreeMap<AlarmKey, Alarm>,
     overflow: u64,
+    /// Keep the counters of removed configs until the next [`Stats::take_counters`].
+    retire: bool,
+    retired: std::collections::VecDeque<((String, String), Arc<PluginStats>)>,
 }
 
 impl Registry {
@@ -238,9 +247,38 @@ impl Stats {
             .clone()
     }
 
-    /// Forgets the counters of a removed config.
+    /// Forgets the counters of a removed config (kept until the next
+    /// [`Stats::take_counters`] once a host pulls them: what they counted since the last pull
+    /// still reaches it).
     pub fn forget_config(&self, config: &str) {
-        self.lock().plugins.retain(|(c, _), _| c != config);
+        let mut r = self.lock();
+        let retire = r.retire;
+        let mut gone = Vec::new();
+        r.plugins.retain(|k, s| {
+            let keep = k.0 != config;
+            if !keep && retire {
+                gone.push((k.clone(), s.clone()));
+            }
+            keep
+        });
+        r.retired.extend(gone);
+        while r.retired.len() > MAX_RETIRED {
+            r.retired.pop_front();
+        }
+    }
+
+    /// For a host that pulls the counters: every live counter set, and the sets of configs
+    /// removed since the last call (from the first call on, removed configs' sets are kept
+    /// for the next one).
+    pub fn take_counters(&self) -> (CounterSets, CounterSets) {
+        let mut r = self.lock();
+        r.retire = true;
+        let live = r
+            .plugins
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        (live, r.retired.drain(..).collect())
     }
 
     /// How many (config, plugin) counter sets are kept.
@@ -249,7 +287,7 @@ impl Stats {
     }
 
     /// Every counter set, by (config, plugin).
-    pub fn counters(&self) -> Vec<((String, String), Arc<PluginStats>)> {
+    pub fn counters(&self) -> CounterSets {
         self.lock()
             .plugins
             .iter()
