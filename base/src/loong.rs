@@ -245,13 +245,16 @@ fn json_object<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> String {
 /// `plugin`, labelled as the host's own plugin metrics are, with the counts since the last
 /// pull.
 pub fn direct_records() -> Vec<Record> {
-    let labels_of = engine().config_labels();
-    let sets = engine().stats().counters();
+    let labels_of = labels();
+    let (live, retired) = engine().stats().take_counters();
     let mut guard = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
     let reported = guard.get_or_insert_with(HashMap::new);
-    let mut next: Reported = HashMap::with_capacity(sets.len());
-    let mut records = Vec::with_capacity(sets.len());
-    for ((config, plugin), stats) in sets {
+    let mut next: Reported = HashMap::with_capacity(live.len());
+    let mut records = Vec::with_capacity(live.len() + retired.len());
+    // The sets of removed configs first (their last counts, then never again), so that a
+    // live set of the same name is the one remembered.
+    let n_retired = retired.len();
+    for (i, ((config, plugin), stats)) in retired.into_iter().chain(live).enumerate() {
         let now = stats.snapshot();
         let values: [u64; 13] = std::array::from_fn(|i| now[i].1);
         let before = match reported.remove(&(config.clone(), plugin.clone())) {
@@ -295,10 +298,41 @@ pub fn direct_records() -> Vec<Record> {
             ("counters", counters),
             ("gauges", gauges),
         ]);
-        next.insert((config, plugin), (stats, values));
+        if i >= n_retired {
+            next.insert((config, plugin), (stats, values));
+        }
     }
     *reported = next;
     records
+}
+
+/// Project and logstore of configs given to `LoadPipeline`, by real name: alarms about a
+/// config that failed to load carry them too (the host picks the alarm's destination by them).
+static SEEN_LABELS: Mutex<Option<HashMap<String, (String, String)>>> = Mutex::new(None);
+/// Most names remembered (a host cycling through ever new names clears the memory).
+const MAX_SEEN_LABELS: usize = 100_000;
+
+/// Remembers the project and logstore `LoadPipeline` got for config `name`.
+pub fn note_labels(name: &str, project: &str, logstore: &str) {
+    let mut g = SEEN_LABELS.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(HashMap::new);
+    if m.len() >= MAX_SEEN_LABELS {
+        m.clear();
+    }
+    let real = ::engine::engine::real_config_name(name).to_string();
+    m.insert(real, (project.to_string(), logstore.to_string()));
+}
+
+/// Project and logstore by real config name: the loaded configs', else what `LoadPipeline`
+/// was given.
+fn labels() -> HashMap<String, (String, String)> {
+    let mut m = SEEN_LABELS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
+    m.extend(engine().config_labels());
+    m
 }
 
 /// `GetGoMetrics("cpp_provided")`: the library's memory (what its allocator holds, in MiB)
@@ -364,12 +398,12 @@ pub struct PulledAlarm {
 pub fn pull_alarms() -> Vec<PulledAlarm> {
     engine().set_pulled(true, false);
     let (alarms, overflow) = engine().stats().take_alarms();
-    let labels_of = engine().config_labels();
+    let labels_of = labels();
     let mut out: Vec<PulledAlarm> = alarms
         .into_iter()
         .map(|a: Alarm| {
             let (project, logstore) = labels_of.get(&a.config).cloned().unwrap_or_default();
-            let message = if a.plugin.is_empty() {
+            let message = if a.plugin.is_empty() || a.message.contains(&a.plugin) {
                 a.message
             } else {
                 format!("{}: {}", a.plugin, a.message)

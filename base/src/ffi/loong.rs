@@ -301,10 +301,10 @@ pub extern "C" fn LoadPipeline(
                 ])
             };
             match args {
-                Ok([p, l, n, j]) => match engine().stage(p, l, n, logstoreKey, j) {
-                    Ok(()) => 0,
-                    Err(_) => 1,
-                },
+                Ok([p, l, n, j]) => {
+                    loong::note_labels(n, p, l);
+                    GoInt::from(engine().stage(p, l, n, logstoreKey, j).is_err())
+                }
                 Err((arg, c)) => {
                     reject("LoadPipeline", arg, c);
                     1
