@@ -355,20 +355,29 @@ pub struct PulledAlarm {
 }
 
 /// `GetGoAlarms()`, read and freed as the host does.
+///
+/// # Panics
+/// When the result, an alarm or one of its strings is NULL (the base promises none).
 pub fn get_go_alarms() -> Vec<PulledAlarm> {
     // SAFETY: no arguments; the result's parts are malloc'ed by the base.
     unsafe {
         let a = export!(GetGoAlarms)();
+        assert!(!a.is_null(), "GetGoAlarms returned NULL");
         let mut out = Vec::new();
-        if a.is_null() {
-            return out;
-        }
         for i in 0..(*a).count as usize {
             let x = *(*a).alarms.add(i);
-            if x.is_null() {
-                continue;
-            }
+            assert!(!x.is_null(), "GetGoAlarms: alarm {i} is NULL");
             let x = &*x;
+            for (what, p) in [
+                ("alarmType", x.alarmType),
+                ("alarmLevel", x.alarmLevel),
+                ("alarmMessage", x.alarmMessage),
+                ("projectName", x.projectName),
+                ("category", x.category),
+                ("config", x.config),
+            ] {
+                assert!(!p.is_null(), "GetGoAlarms: {what} of alarm {i} is NULL");
+            }
             out.push(PulledAlarm {
                 kind: text(x.alarmType),
                 level: text(x.alarmLevel),

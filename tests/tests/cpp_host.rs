@@ -19,7 +19,15 @@ fn cpp_host_compiles_and_finds_every_log() {
         run_with_timeout(
             Command::new("c++")
                 .current_dir(&root)
-                .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-I", "include"])
+                .args([
+                    "-std=c++17",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    "-O1",
+                    "-I",
+                    "include",
+                ])
                 .arg("examples/loongcollector-host/host.cpp")
                 .args(["-ldl", "-pthread", "-o"])
                 .arg(&exe),
@@ -40,7 +48,12 @@ fn cpp_host_compiles_and_finds_every_log() {
             .args(["10", "1000", "60"]),
         Duration::from_secs(180),
     );
-    assert_eq!(out.code(), Some(0), "the C++ host failed\n{}", out.all_output());
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the C++ host failed\n{}",
+        out.all_output()
+    );
     assert!(
         out.stdout.lines().any(|l| l.trim() == "host: ok"),
         "{}",

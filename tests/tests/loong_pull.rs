@@ -21,6 +21,7 @@ const GROUPS: u64 = 200;
 const PER_GROUP: u64 = 25;
 const METRICS: u64 = 7;
 const SPANS: u64 = 3;
+const GONE: u64 = 40;
 
 /// Sums of the counters pulled, by (pipeline_name, plugin_type, counter).
 type Sums = BTreeMap<(String, String, String), u64>;
@@ -74,10 +75,13 @@ fn pulled_metrics_and_alarms_are_what_the_host_reads() {
     let sums = Arc::new(Mutex::new(Sums::new()));
     let done = Arc::new(AtomicBool::new(false));
     let alarms = Arc::new(Mutex::new(Vec::new()));
+    // While set, the monitor does not pull (the lock is held across a whole pull round).
+    let hold = Arc::new(Mutex::new(()));
     let monitor = {
-        let (sums, done, alarms) = (sums.clone(), done.clone(), alarms.clone());
+        let (sums, done, alarms, hold) = (sums.clone(), done.clone(), alarms.clone(), hold.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
+                let _round = hold.lock().unwrap();
                 pull_into(&sums);
                 let cpp = loong::get_go_metrics("cpp_provided");
                 assert_eq!(cpp.len(), 1, "{cpp:?}");
@@ -152,6 +156,23 @@ fn pulled_metrics_and_alarms_are_what_the_host_reads() {
         "{} of {logs} logs arrived",
         store::log_count(NAME)
     );
+    // A config removed between two pulls: what it counted since the last pull still arrives.
+    let held = hold.lock().unwrap();
+    let gone2 = "gone/2";
+    assert_eq!(s.load(gone2, 12, &json), 0);
+    loong::start(gone2);
+    let logs_gone: Vec<Vec<(&str, String)>> = (0..GONE)
+        .map(|i| vec![("content", format!("gone {i}"))])
+        .collect();
+    assert_eq!(
+        loong::process_event_group(gone2, &loong::log_group("t", "g", &logs_gone), "G"),
+        0
+    );
+    assert!(wait_until(Duration::from_secs(30), || store::log_count(
+        "gone"
+    ) == GONE as usize));
+    loong::stop(gone2, true);
+    drop(held);
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
     monitor.join().expect("the monitor thread");
@@ -189,6 +210,18 @@ fn pulled_metrics_and_alarms_are_what_the_host_reads() {
     assert_eq!(sum("pipeline", "in_events_total"), logs);
     assert_eq!(sum("pipeline", "discarded_events_total"), SPANS);
     assert!(sum("processor_add_fields", "in_size_bytes") > 0);
+    let gone = sums
+        .get(&(
+            "gone".into(),
+            "flusher_sls".into(),
+            "in_events_total".into(),
+        ))
+        .copied();
+    assert_eq!(
+        gone,
+        Some(GONE),
+        "the removed config's last counts were pulled"
+    );
 
     // The span alarm, pulled with the config's names and level "2" (error).
     let alarms = alarms.lock().unwrap().clone();
