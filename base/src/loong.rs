@@ -27,6 +27,9 @@ pub enum Generation {
 
 static GENERATION: AtomicU8 = AtomicU8::new(0);
 
+/// `ProcessTimeoutMs` for a LoongCollector 3.x host (the default is 10 s).
+pub const LOONG_PROCESS_TIMEOUT_MS: u64 = 3000;
+
 /// Notes the generation of the host from one of its calls (the first one counts). A 3.x
 /// host pulls statistics (`GetGoMetrics`), so the engine stops sending them.
 pub fn seen(g: Generation) {
@@ -38,6 +41,14 @@ pub fn seen(g: Generation) {
         crate::adaptor::trust_ctl_cmd(g == Generation::Logtail);
         if g == Generation::Loong {
             engine().set_pulled(false, true);
+            // A 3.x host never calls LoadGlobalConfig; its Stop waits for the config's
+            // in-flight ProcessPipelineEventGroup calls and alarms after 10 s, so a call
+            // blocked on back-pressure keeps its data on disk after LOONG_PROCESS_TIMEOUT_MS.
+            // (Only when no LoadGlobalConfig came first: the first settings win.)
+            engine().set_tunables(::engine::Tunables {
+                process_timeout_ms: LOONG_PROCESS_TIMEOUT_MS,
+                ..Default::default()
+            });
         }
     }
 }
