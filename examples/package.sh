@@ -23,7 +23,8 @@
 # strip step, so the shipped code is exactly the code that was measured.
 #
 # --check then loads the packaged libraries with the packaged harness: `validate` on
-# examples/pipelines/*.json and a 20-log run of examples/pipelines/quickstart.json, and
+# examples/pipelines/*.json and a 20-log run of examples/pipelines/quickstart.json (as an
+# iLogtail host, and as a LoongCollector 3.x host on the Go-named libraries), and
 # compares the exports (nm -D) of the stripped and unstripped libraries (and of the 1.x-named
 # and 3.x-named copies, which must be equal).
 #
@@ -102,5 +103,8 @@ if [ "$check" = 1 ]; then
     "$out/host-harness" run --quiet --summary-json --expect-logs 20 --duration 20 \
         examples/pipelines/quickstart.json | tail -1 | grep -q '"logs":20,' \
         || { echo "package.sh: the packaged libraries did not deliver the quickstart's 20 logs" >&2; exit 1; }
+    "$out/host-harness" run --loongcollector --quiet --summary-json --expect-logs 20 --duration 20 \
+        examples/pipelines/quickstart.json | tail -1 | grep -q '"logs":20,' \
+        || { echo "package.sh: the packaged Go-named libraries did not deliver the quickstart's 20 logs to a LoongCollector-style host" >&2; exit 1; }
     echo "package.sh: check passed"
 fi
