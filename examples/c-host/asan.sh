@@ -36,42 +36,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT="$ROOT/target/c-host-sanitize"
 mkdir -p "$OUT"
-for lib in libPluginAdapter.so libPluginBase.so; do
-    [[ -f "$LIBDIR/$lib" ]] || { echo "asan.sh: $LIBDIR/$lib missing (run cargo build)" >&2; exit 2; }
-done
-
 # The libraries must be built from the current tree: each must be newer than every file of this
 # checkout that its dep-info (LIB.d, written by cargo next to LIB.so) lists. An older build on
 # purpose: C_HOST_ALLOW_STALE=1.
-stale() { # LIB.so -> prints the inputs it is older than (or why it cannot tell)
-    local lib=$1 d=${1%.so}.d
-    if [[ ! -f "$d" ]]; then
-        echo "$d (missing: cannot tell what $lib was built from)"
-        return
-    fi
-    # `out: in1 in2 ...`, spaces inside a path escaped as `\ `.
-    local inputs
-    inputs=$(sed -e 's/^[^:]*: //' -e 's/\\ /\x01/g' "$d" | tr ' ' '\n' | tr '\001' ' ' |
-        { grep "^$ROOT/" || true; } | sort -u)
-    if [[ -z "$inputs" ]]; then
-        echo "$d (lists no file of $ROOT: built from another checkout?)"
-        return
-    fi
-    while IFS= read -r f; do
-        [[ -e "$f" && ! "$f" -nt "$lib" ]] || echo "$f"
-    done <<<"$inputs"
-}
-if [[ "${C_HOST_ALLOW_STALE:-0}" != 1 ]]; then
-    for lib in libPluginAdapter.so libPluginBase.so; do
-        newer=$(stale "$LIBDIR/$lib")
-        if [[ -n "$newer" ]]; then
-            echo "asan.sh: $LIBDIR/$lib is STALE: not built from the current tree; newer or missing:" >&2
-            echo "$newer" | head -20 | sed 's/^/    /' >&2
-            echo "asan.sh: rebuild it (cargo build -p adaptor -p base), or C_HOST_ALLOW_STALE=1 to use it anyway" >&2
-            exit 2
-        fi
-    done
-fi
+# shellcheck source=../sanitize-common.sh
+. "$ROOT/examples/sanitize-common.sh"
+check_fresh asan.sh "$ROOT" C_HOST_ALLOW_STALE "$LIBDIR" libPluginAdapter.so libPluginBase.so
 
 CC=${CC:-gcc}
 echo "== building c-host with -fsanitize=address,undefined ($CC)"
@@ -116,11 +86,7 @@ if compgen -G "$report.*" >/dev/null; then
 fi
 
 if [[ "${C_HOST_VALGRIND:-0}" == 1 ]]; then
-    if ! command -v valgrind >/dev/null && ((EUID == 0)) && command -v apt-get >/dev/null; then
-        echo "== installing valgrind (apt-get)"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; } \
-            >"$OUT/apt.log" 2>&1 || echo "asan.sh: apt-get install valgrind failed (see $OUT/apt.log)" >&2
-    fi
+    ensure_valgrind asan.sh "$OUT"
     if command -v valgrind >/dev/null; then
         echo "== running c-host under valgrind (memcheck, no leak check)"
         "${CC}" -std=c11 -Wall -Wextra -Werror -g -O1 -I"$ROOT/include" "$HERE/main.c" -ldl \

@@ -29,42 +29,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 OUT="$ROOT/target/loongcollector-host"
 LIBS="libGoPluginAdapter.so libGoPluginBase.so"
 mkdir -p "$OUT"
-for lib in $LIBS; do
-    [[ -f "$LIBDIR/$lib" ]] || { echo "run.sh: $LIBDIR/$lib missing (run cargo build)" >&2; exit 2; }
-done
-
-# Each library must be newer than every file of this checkout its dep-info (LIB.d) lists.
-stale() { # LIB.so -> prints the inputs it is older than (or why it cannot tell)
-    local lib=$1 real d inputs
-    real=$(readlink -f "$lib")
-    d=${real%.so}.d
-    [[ -f "$d" ]] || d=${lib%.so}.d
-    if [[ ! -f "$d" ]]; then
-        echo "$d (missing: cannot tell what $lib was built from)"
-        return
-    fi
-    # `out: in1 in2 ...`, spaces inside a path escaped as `\ `.
-    inputs=$(sed -e 's/^[^:]*: //' -e 's/\\ /\x01/g' "$d" | tr ' ' '\n' | tr '\001' ' ' |
-        { grep "^$ROOT/" || true; } | sort -u)
-    if [[ -z "$inputs" ]]; then
-        echo "$d (lists no file of $ROOT: built from another checkout?)"
-        return
-    fi
-    while IFS= read -r f; do
-        [[ -e "$f" && ! "$f" -nt "$real" ]] || echo "$f"
-    done <<<"$inputs"
-}
-if [[ "${HOST_ALLOW_STALE:-0}" != 1 ]]; then
-    for lib in $LIBS; do
-        newer=$(stale "$LIBDIR/$lib")
-        if [[ -n "$newer" ]]; then
-            echo "run.sh: $LIBDIR/$lib is STALE: not built from the current tree; newer or missing:" >&2
-            echo "$newer" | head -20 | sed 's/^/    /' >&2
-            echo "run.sh: rebuild it (cargo build), or HOST_ALLOW_STALE=1 to use it anyway" >&2
-            exit 2
-        fi
-    done
-fi
+# shellcheck source=../sanitize-common.sh
+. "$ROOT/examples/sanitize-common.sh"
+# shellcheck disable=SC2086 # LIBS is a list of names
+check_fresh run.sh "$ROOT" HOST_ALLOW_STALE "$LIBDIR" $LIBS
 
 CXX=${CXX:-g++}
 FLAGS=(-std=c++17 -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer -I"$ROOT/include")
@@ -107,11 +75,7 @@ if compgen -G "$report.*" >/dev/null; then
 fi
 
 if [[ "${HOST_SKIP_VALGRIND:-0}" != 1 ]]; then
-    if ! command -v valgrind >/dev/null && ((EUID == 0)) && command -v apt-get >/dev/null; then
-        echo "== installing valgrind (apt-get)"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; } \
-            >"$OUT/apt.log" 2>&1 || echo "run.sh: apt-get install valgrind failed (see $OUT/apt.log)" >&2
-    fi
+    ensure_valgrind run.sh "$OUT"
     if command -v valgrind >/dev/null; then
         echo "== (b) host under valgrind (memcheck, no leak check)"
         "$CXX" "${FLAGS[@]}" "$HERE/host.cpp" -ldl -pthread -o "$OUT/host-plain"
