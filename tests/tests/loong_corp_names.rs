@@ -52,6 +52,26 @@ fn the_3x_calls_work_on_the_1x_file_names() {
         "__topic__ is the topic"
     );
     assert_eq!(g.pack_id.as_deref(), Some(format!("{pack}-1").as_str()));
+    // Removed and added again: the host's pack id continues its sequence, never reused.
+    loong::stop("corp/2", true);
+    assert_eq!(s.load("corp/2", 3, &host_fed_pipeline(Vec::new(), 20)), 0);
+    loong::start("corp/2");
+    assert_eq!(
+        loong::process_event_group("corp/2", &loong::log_group("t", "src", &logs), &pack),
+        0
+    );
+    assert!(wait_until(Duration::from_secs(20), || store::log_count(
+        "corp"
+    ) == 200));
+    let ids: Vec<Option<String>> = store::groups_for("corp")
+        .iter()
+        .map(|g| g.pack_id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![Some(format!("{pack}-1")), Some(format!("{pack}-2"))],
+        "pack ids after a removal and a new add"
+    );
     loong::stop_all(true);
     loong::stop_all(false);
 

@@ -128,6 +128,9 @@ struct Env {
     svc: Services,
     /// Backlog entries an earlier run left, by config name (taken when the name is loaded).
     backlog_found: HashMap<String, BacklogSummary>,
+    /// Pack-id sequences an earlier run saved, by config name (taken when the name is loaded;
+    /// read once at init, so that loading a config never waits for the disk).
+    pack_seqs_found: HashMap<String, Vec<u8>>,
 }
 
 struct ConfigSlot {
@@ -238,13 +241,10 @@ pub fn invalid_config_name(name: &str) -> Option<&'static str> {
 /// Checkpoint key of the last pack-id sequence per host prefix of a config.
 const PACK_SEQ_KEY: &str = "__host_pack_seq__";
 
-/// Continues `ids`' host-prefix sequences where the last process left them (see
+/// Continues `ids`' host-prefix sequences where the last process left them (`raw`, see
 /// [`save_pack_sequences`]).
-fn load_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) {
-    let Some(raw) = store.and_then(|s| s.get(name, PACK_SEQ_KEY)) else {
-        return;
-    };
-    match serde_json::from_slice::<HashMap<String, u64>>(&raw) {
+fn continue_pack_sequences(name: &str, raw: &[u8], ids: &PackIds) {
+    match serde_json::from_slice::<HashMap<String, u64>>(raw) {
         Ok(m) => m.iter().for_each(|(p, seq)| ids.continue_host(p, *seq)),
         Err(e) => tracing::warn!(config = name, error = %e, "unreadable pack-id sequences"),
     }
@@ -254,15 +254,19 @@ fn load_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) {
 /// restart (it hashes the file), so the next process continues the sequences instead of
 /// giving a receiver the ids of groups it has already seen (and of groups re-sent from the
 /// store) for other data.
-fn save_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) {
+/// Returns what was saved (None: no host prefix).
+fn save_pack_sequences(store: Option<&Store>, name: &str, ids: &PackIds) -> Option<Vec<u8>> {
     let seqs: HashMap<String, u64> = ids.host_sequences().into_iter().collect();
-    let Some(store) = store.filter(|_| !seqs.is_empty()) else {
-        return;
-    };
-    let json = serde_json::to_vec(&seqs).unwrap_or_default();
-    if let Err(e) = store.save(name, PACK_SEQ_KEY, &json) {
-        tracing::warn!(config = name, error = %e, "cannot save the pack-id sequences");
+    if seqs.is_empty() {
+        return None;
     }
+    let json = serde_json::to_vec(&seqs).unwrap_or_default();
+    if let Some(store) = store {
+        if let Err(e) = store.save(name, PACK_SEQ_KEY, &json) {
+            tracing::warn!(config = name, error = %e, "cannot save the pack-id sequences");
+        }
+    }
+    Some(json)
 }
 
 /// How often checkpoints of removed configs are looked at.
@@ -334,6 +338,12 @@ impl Inner {
         });
         self.budget
             .add_used(backlog_found.values().map(|b| b.bytes).sum());
+        let pack_seqs_found = store
+            .get_all(PACK_SEQ_KEY, Duration::from_secs(5))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the pack-id sequences of the last run");
+                HashMap::new()
+            });
         let t = &st.tunables;
         let host = HostIdentity {
             ip: t.host_ip.clone().or(opts.host_ip).unwrap_or_default(),
@@ -352,6 +362,7 @@ impl Inner {
             store: Some(store),
             svc,
             backlog_found,
+            pack_seqs_found,
         });
         self.initialized.store(true, Ordering::SeqCst);
         Ok(())
@@ -511,20 +522,20 @@ impl Inner {
         logstore_key: i64,
         config: PipelineConfig,
     ) -> Result<Pipeline, Error> {
-        let Some((host, store, svc)) = st
-            .env
-            .as_ref()
-            .map(|e| (e.host.clone(), e.store.clone(), e.svc.clone()))
-        else {
+        let Some(env) = st.env.as_mut() else {
             return Err(Error::NotInitialized);
         };
+        let (host, store, svc) = (env.host.clone(), env.store.clone(), env.svc.clone());
+        let saved = env.pack_seqs_found.remove(name);
         let real = real_config_name(name);
         let pack_ids = st
             .pack_ids
             .entry(name.to_string())
             .or_insert_with(|| {
                 let ids = PackIds::new(format!("{name}\0{}\0{}", host.ip, now_nanos()));
-                load_pack_sequences(store.as_ref(), name, &ids);
+                if let Some(raw) = &saved {
+                    continue_pack_sequences(name, raw, &ids);
+                }
                 Arc::new(ids)
             })
             .clone();
@@ -822,9 +833,11 @@ impl Inner {
                 format!("config removed with {left} groups of events waiting on disk: they are processed if a config of this name is loaded again within CheckpointTTLSeconds, else deleted"),
             );
         }
-        if let Some(ids) = st.pack_ids.remove(name) {
-            let store = st.env.as_ref().and_then(|e| e.store.as_ref());
-            save_pack_sequences(store, name, &ids);
+        if let (Some(ids), Some(env)) = (st.pack_ids.remove(name), st.env.as_mut()) {
+            // Kept for a config of this name loaded again in this process, too.
+            if let Some(saved) = save_pack_sequences(env.store.as_ref(), name, &ids) {
+                env.pack_seqs_found.insert(name.to_string(), saved);
+            }
         }
         st.volatile.remove(name);
         // Counters go with the config (unless its other half, `/1` or `/2`, is still loaded).

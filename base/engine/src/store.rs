@@ -553,6 +553,28 @@ impl Store {
             })
     }
 
+    /// Every `<config>^<key>` value, by config (one scan; waits at most `wait`).
+    ///
+    /// # Errors
+    /// When the store does not answer in time or cannot be read.
+    pub fn get_all(
+        &self,
+        key: &str,
+        wait: Duration,
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>, StoreError> {
+        let suffix = format!("^{key}").into_bytes();
+        self.call(wait, move |db| {
+            let mut out = std::collections::HashMap::new();
+            for entry in db.iter() {
+                let (k, v) = entry?;
+                if let Some(config) = k.strip_suffix(suffix.as_slice()) {
+                    out.insert(String::from_utf8_lossy(config).into_owned(), v.to_vec());
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// A key for a spilled payload: the time (so that entries read back oldest first) and a
     /// per-process counter.
     fn spill_key(&self) -> Vec<u8> {
