@@ -165,11 +165,7 @@ pub fn convert(g: models::PipelineEventGroup, pack_id: &str) -> Converted {
                 let (time, time_ns) = split_ns(l.timestamp);
                 let mut e = LogEvent::new(time);
                 e.time_ns = time_ns;
-                e.contents = l
-                    .contents
-                    .into_iter()
-                    .map(|c| (bytes(c.key), bytes(c.value)))
-                    .collect();
+                e.contents = l.contents.into_iter().map(|c| (c.key, c.value)).collect();
                 out.events.push(e);
             }
         }
@@ -466,8 +462,8 @@ pub fn alarms_pb(ip: &str) -> Vec<u8> {
     let alarms = pull_alarms();
     let (t, _) = ::engine::event::now();
     let kv = |k: &str, v: &str| models::Content {
-        key: k.as_bytes().to_vec(),
-        value: v.as_bytes().to_vec(),
+        key: Bytes::copy_from_slice(k.as_bytes()),
+        value: Bytes::copy_from_slice(v.as_bytes()),
     };
     let events = alarms
         .into_iter()
@@ -570,8 +566,8 @@ mod tests {
             contents: kv
                 .iter()
                 .map(|(k, v)| models::Content {
-                    key: k.as_bytes().to_vec(),
-                    value: v.as_bytes().to_vec(),
+                    key: Bytes::copy_from_slice(k.as_bytes()),
+                    value: Bytes::copy_from_slice(v.as_bytes()),
                 })
                 .collect(),
             ..Default::default()

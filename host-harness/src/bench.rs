@@ -9,10 +9,10 @@ use prost::Message as _;
 use crate::cli::{BenchOpts, InputFormat, Scenario};
 use crate::host;
 use crate::jsonlog::JsonLines;
-use crate::libs::{resolve_lib_dir, Libs};
+use crate::libs::{resolve_lib_dir, Flavour, Libs};
 use crate::nginx::NginxLines;
 use crate::proto::{Content, Log, LogGroup};
-use crate::run::{data_dir, init_json, PROJECT};
+use crate::run::{data_dir, init_json, loong_init_json, PROJECT};
 
 /// Config name (and logstore) of the bench pipeline.
 const CONFIG: &str = "bench";
@@ -104,7 +104,44 @@ impl Lines {
     }
 }
 
-fn serialize(lines: &mut Lines, first: u64, n: u64, time: u32) -> Batch {
+/// How the batches are serialized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// `sls_logs.LogGroup`, for `ProcessLogGroup`.
+    LogGroup,
+    /// LoongCollector's `logtail.models.PipelineEventGroup`, for `ProcessPipelineEventGroup`.
+    EventGroup,
+}
+
+/// `group` as LoongCollector serializes it for `ProcessPipelineEventGroup` (timestamps in
+/// ns, the source in metadata 25).
+fn as_event_group(group: &LogGroup) -> Vec<u8> {
+    use wire::models;
+    let events = group
+        .logs
+        .iter()
+        .map(|l| models::LogEvent {
+            timestamp: u64::from(l.time) * 1_000_000_000,
+            contents: l
+                .contents
+                .iter()
+                .map(|c| models::Content {
+                    key: c.key.clone().into(),
+                    value: c.value.clone().into(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    models::PipelineEventGroup {
+        metadata: [("25".to_string(), b"/var/log/bench.log".to_vec())].into(),
+        events: Some(models::PipelineEvents::Logs(models::LogEvents { events })),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn serialize(lines: &mut Lines, first: u64, n: u64, time: u32, wire: Wire) -> Batch {
     let mut line_bytes = 0;
     let mut status_3xx = 0;
     let logs = (first..first + n)
@@ -128,7 +165,10 @@ fn serialize(lines: &mut Lines, first: u64, n: u64, time: u32) -> Batch {
         ..LogGroup::default()
     };
     Batch {
-        data: group.encode_to_vec(),
+        data: match wire {
+            Wire::LogGroup => group.encode_to_vec(),
+            Wire::EventGroup => as_event_group(&group),
+        },
         line_bytes,
         status_3xx,
     }
@@ -136,7 +176,13 @@ fn serialize(lines: &mut Lines, first: u64, n: u64, time: u32) -> Batch {
 
 impl Workload {
     /// Generates the batches for `events` events of `batch` logs each.
-    pub fn generate(events: u64, batch: u64, time: u32, input: InputFormat) -> Workload {
+    pub fn generate(
+        events: u64,
+        batch: u64,
+        time: u32,
+        input: InputFormat,
+        wire: Wire,
+    ) -> Workload {
         let full_batches = events / batch;
         let tail_len = events % batch;
         let per_line = match input {
@@ -151,10 +197,10 @@ impl Workload {
             InputFormat::Json => Lines::Json(JsonLines::new(0x5EED, u64::from(time))),
         };
         let ring = (0..ring_len)
-            .map(|j| serialize(&mut lines, j * batch, batch, time))
+            .map(|j| serialize(&mut lines, j * batch, batch, time, wire))
             .collect();
-        let tail =
-            (tail_len > 0).then(|| serialize(&mut lines, full_batches * batch, tail_len, time));
+        let tail = (tail_len > 0)
+            .then(|| serialize(&mut lines, full_batches * batch, tail_len, time, wire));
         Workload {
             ring,
             tail,
@@ -241,7 +287,12 @@ pub fn run(o: BenchOpts) -> i32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32);
     let gen_start = Instant::now();
-    let work = Workload::generate(o.events, o.batch as u64, now, o.input);
+    let wire = if o.loongcollector {
+        Wire::EventGroup
+    } else {
+        Wire::LogGroup
+    };
+    let work = Workload::generate(o.events, o.batch as u64, now, o.input, wire);
     if !o.json {
         eprintln!(
             "harness: generated {} distinct batches of {} {} logs in {:.2} s",
@@ -252,14 +303,20 @@ pub fn run(o: BenchOpts) -> i32 {
         );
     }
     host::install_bench(CONFIG, o.verify);
-    let libs = match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
+    let flavour = if o.loongcollector {
+        Flavour::Loong
+    } else {
+        Flavour::Logtail
+    };
+    let dir_libs = resolve_lib_dir(o.lib_dir.as_deref());
+    let libs = match Libs::load_as(&dir_libs, host::callbacks(), flavour) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
             return 2;
         }
     };
-    let process = match libs.process_log_group_fn() {
+    let process = match libs.process_fn(o.loongcollector) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");
@@ -294,17 +351,37 @@ fn timed(
         .expect_logs
         .or_else(|| o.scenario.map(|s| scenario_expected(s, work)))
         .unwrap_or(o.events);
-    let rc = libs.init_v2(&init_json(dir));
+    let loong = o.loongcollector;
+    let rc = libs.init_v2(&if loong {
+        loong_init_json(dir)
+    } else {
+        init_json(dir)
+    });
     if rc != 0 {
         eprintln!("harness: error: InitPluginBaseV2 returned {rc}");
         return 1;
     }
     let config = bench_config(processors, o.aggregate_ms);
-    if libs.load_config(PROJECT, CONFIG, CONFIG, 1, &config) != 0 {
-        eprintln!("harness: error: LoadConfig of the bench config failed: {config}");
+    // A 3.x host feeds `<name>/2`; SendPb gets the real name either way.
+    let name = if loong {
+        format!("{CONFIG}/2")
+    } else {
+        CONFIG.to_string()
+    };
+    let loaded = if loong {
+        libs.load_pipeline(PROJECT, CONFIG, &name, 1, &config)
+    } else {
+        libs.load_config(PROJECT, CONFIG, CONFIG, 1, &config)
+    };
+    if loaded != 0 {
+        eprintln!("harness: error: loading the bench config failed: {config}");
         return 1;
     }
-    libs.resume();
+    if loong {
+        libs.start(&name);
+    } else {
+        libs.resume();
+    }
 
     let failed = AtomicBool::new(false);
     let calls = work.calls();
@@ -314,17 +391,22 @@ fn timed(
     spawn_watchdog(o.timeout + Duration::from_secs(10));
     std::thread::scope(|s| {
         for t in 0..threads {
-            let failed = &failed;
+            let (failed, name) = (&failed, &name);
             s.spawn(move || {
                 let prefix = 0xBE4C_0000_0000_0000u64 | t;
                 let mut seq = 0u64;
                 let mut k = t;
                 while k < calls && !failed.load(Ordering::Relaxed) {
-                    let pack_id = format!("{prefix:016X}-{seq:X}");
-                    let rc = process(CONFIG, work.group(k), &pack_id);
+                    // A 3.x host's pack id is the hash of the source; 1.x's carries a sequence.
+                    let pack_id = if loong {
+                        format!("{prefix:016X}")
+                    } else {
+                        format!("{prefix:016X}-{seq:X}")
+                    };
+                    let rc = process(name, work.group(k), &pack_id);
                     if rc != 0 {
                         eprintln!(
-                            "harness: error: ProcessLogGroup returned {rc} (call {k}); aborting"
+                            "harness: error: the data call returned {rc} (call {k}); aborting"
                         );
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -350,7 +432,13 @@ fn timed(
     let (cpu1, _) = rusage();
     let got = host::bench_stats();
     let t = Instant::now();
-    libs.hold_on(1);
+    if loong {
+        libs.stop_all(true);
+        libs.stop_all(false);
+        libs.stop_builtin();
+    } else {
+        libs.hold_on(1);
+    }
     let holdon_ms = t.elapsed().as_millis() as u64;
     let (_, maxrss_kib) = rusage();
     if timed_out {
@@ -366,6 +454,7 @@ fn timed(
     let ev = o.events as f64;
     let figures = serde_json::json!({
         "scenario": o.scenario.map(Scenario::name),
+        "host": if loong { "loongcollector" } else { "ilogtail" },
         "input": o.input.name(),
         "events": o.events,
         "expected_logs": expect,
@@ -463,7 +552,13 @@ mod tests {
 
     #[test]
     fn workload_covers_every_event_with_a_bounded_ring() {
-        let w = Workload::generate(10_050, 100, 1_700_000_000, InputFormat::Nginx);
+        let w = Workload::generate(
+            10_050,
+            100,
+            1_700_000_000,
+            InputFormat::Nginx,
+            Wire::LogGroup,
+        );
         assert_eq!(w.full_batches, 100);
         assert_eq!(w.ring.len(), 64);
         assert_eq!(w.calls(), 101);
@@ -482,17 +577,23 @@ mod tests {
 
     #[test]
     fn small_and_exact_workloads() {
-        let w = Workload::generate(5, 1024, 1, InputFormat::Nginx);
+        let w = Workload::generate(5, 1024, 1, InputFormat::Nginx, Wire::LogGroup);
         assert_eq!((w.full_batches, w.ring.len(), w.calls()), (0, 0, 1));
         assert_eq!(count_logs(w.group(0)), Some(5));
-        let w = Workload::generate(2048, 1024, 1, InputFormat::Nginx);
+        let w = Workload::generate(2048, 1024, 1, InputFormat::Nginx, Wire::LogGroup);
         assert_eq!((w.ring.len(), w.calls()), (2, 2));
         assert!(w.tail.is_none());
     }
 
     #[test]
     fn json_workload() {
-        let w = Workload::generate(3_000, 1000, 1_700_000_000, InputFormat::Json);
+        let w = Workload::generate(
+            3_000,
+            1000,
+            1_700_000_000,
+            InputFormat::Json,
+            Wire::LogGroup,
+        );
         assert_eq!((w.ring.len(), w.calls()), (3, 3));
         let g = LogGroup::decode(w.group(1)).unwrap();
         assert_eq!(g.logs.len(), 1000);
@@ -509,7 +610,13 @@ mod tests {
     #[test]
     fn filter_scenario_expects_exactly_the_non_3xx_lines() {
         // 130 full batches over a ring of 64, plus a tail: ring batches count once per send.
-        let w = Workload::generate(13_050, 100, 1_700_000_000, InputFormat::Nginx);
+        let w = Workload::generate(
+            13_050,
+            100,
+            1_700_000_000,
+            InputFormat::Nginx,
+            Wire::LogGroup,
+        );
         assert_eq!((w.ring.len(), w.calls()), (64, 131));
         let mut kept = 0u64;
         for k in 0..w.calls() {

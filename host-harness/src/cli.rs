@@ -651,6 +651,11 @@ pub struct BenchOpts {
     )]
     pub timeout: Duration,
     /// fully decode every received group (default: count logs cheaply)
+    /// as a LoongCollector 3.x host: the Go-named libraries, LoadPipeline("bench/2") +
+    /// Start, PipelineEventGroup protobufs through ProcessPipelineEventGroup, and
+    /// StopAllPipelines(1), StopAllPipelines(0) at the end (reported as holdon_ms)
+    #[arg(long, verbatim_doc_comment)]
+    pub loongcollector: bool,
     #[arg(long)]
     pub verify: bool,
     /// print one JSON line instead of the table
@@ -672,6 +677,7 @@ impl Default for BenchOpts {
             expect_logs: None,
             aggregate_ms: 100,
             timeout: Duration::from_secs(120),
+            loongcollector: false,
             verify: false,
             json: false,
         }

@@ -254,7 +254,7 @@ struct Pusher {
 
 impl Pusher {
     fn start(libs: &'static Libs, names: Arc<Vec<String>>, rate: u64) -> Result<Pusher, String> {
-        let process = libs.process_log_group_fn().map_err(|e| e.to_string())?;
+        let process = libs.process_fn(false).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel::<Instant>();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();

@@ -53,6 +53,7 @@ struct LoongFns {
     stop_all: HoldOnFn,
     stop_builtin: ResumeFn,
     get_go_metrics: GetGoMetricsFn,
+    process_event_group: ProcessLogGroupFn,
 }
 
 /// The host's declarations of what `GetGoMetrics` returns (LoongCollector `LogtailPlugin.h`).
@@ -281,6 +282,7 @@ impl Libs {
                 stop_all: required(&base, p, "StopAllPipelines")?,
                 stop_builtin: required(&base, p, "StopBuiltInModules")?,
                 get_go_metrics: required(&base, p, "GetGoMetrics")?,
+                process_event_group: required(&base, p, "ProcessPipelineEventGroup")?,
             }),
         };
         Ok(Libs {
@@ -466,17 +468,27 @@ impl Libs {
         unsafe { (self.resume)() }
     }
 
-    /// `ProcessLogGroup(configName, serializedLogGroup, packId)`: 0 on success.
+    /// `ProcessLogGroup(configName, serializedLogGroup, packId)` (or, with `event_group`,
+    /// `ProcessPipelineEventGroup(configName, pbBytes, packId)`): 0 on success.
     ///
     /// # Errors
     ///
     /// [`LoadError::Symbol`] when the base lacks the export.
-    pub fn process_log_group_fn(
+    pub fn process_fn(
         &self,
+        event_group: bool,
     ) -> Result<impl Fn(&str, &[u8], &str) -> i64 + Sync + '_, LoadError> {
-        let f = self.process_log_group.ok_or_else(|| LoadError::Symbol {
+        let (f, name) = if event_group {
+            (
+                self.loong.map(|l| l.process_event_group),
+                "ProcessPipelineEventGroup",
+            )
+        } else {
+            (self.process_log_group, "ProcessLogGroup")
+        };
+        let f = f.ok_or_else(|| LoadError::Symbol {
             path: self.base_path.clone(),
-            name: "ProcessLogGroup",
+            name,
         })?;
         Ok(move |config: &str, group: &[u8], pack_id: &str| {
             // SAFETY: all arguments are borrowed for the call only; the base does not keep them.

@@ -94,6 +94,38 @@ fn run_as_loongcollector_reloads_and_pulls_metrics() {
     );
 }
 
+/// `bench`, as an iLogtail host (`ProcessLogGroup`) and as a LoongCollector host
+/// (`ProcessPipelineEventGroup` on the Go-named libraries): every event arrives, verified.
+#[test]
+fn bench_delivers_every_event_through_both_host_generations() {
+    for flavour in [None, Some("--loongcollector")] {
+        let out = run_with_timeout(
+            harness_cmd()
+                .env("PLUGIN_BASE_LOG", "warn")
+                .arg("bench")
+                .args(flavour)
+                .args(["--scenario", "nginx-regex", "--events", "20000", "--verify"])
+                .arg("--json"),
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.code(), Some(0), "{flavour:?}: {}", out.all_output());
+        let line = out.stdout.lines().last().unwrap_or_default();
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(
+            v["received_logs"].as_u64(),
+            Some(20_000),
+            "{flavour:?}: {v}"
+        );
+        assert_eq!(v["bad_groups"].as_u64(), Some(0), "{flavour:?}: {v}");
+        let host = if flavour.is_some() {
+            "loongcollector"
+        } else {
+            "ilogtail"
+        };
+        assert_eq!(v["host"].as_str(), Some(host), "{v}");
+    }
+}
+
 #[test]
 fn validate_accepts_a_good_config() {
     let dir = TempDir::new("harness-validate-ok");

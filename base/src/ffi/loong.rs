@@ -419,7 +419,10 @@ pub extern "C" fn ProcessPipelineEventGroup(
                 Ok(b) => b,
                 Err(c) => return reject(EXPORT, "pbBytes", c) as GoInt,
             };
-            let group = match wire::models::PipelineEventGroup::decode(buf) {
+            // One copy of the host's buffer; the contents are slices of it.
+            let group = match wire::models::PipelineEventGroup::decode(
+                bytes::Bytes::copy_from_slice(buf),
+            ) {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::debug!(config = name, error = %e, "{EXPORT}: malformed protobuf");

@@ -65,15 +65,16 @@ pub struct SpanEvent {
     pub timestamp: u64,
 }
 
-/// `message LogEvent.Content`
+/// `message LogEvent.Content`. Decoded from a `Bytes` buffer, key and value are slices of it
+/// (no copy).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Content {
     /// Field name.
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: prost::bytes::Bytes,
     /// Field value.
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: prost::bytes::Bytes,
 }
 
 /// `message LogEvent`
