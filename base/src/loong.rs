@@ -252,7 +252,7 @@ fn json_object<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> String {
 /// `plugin`, labelled as the host's own plugin metrics are, with the counts since the last
 /// pull.
 pub fn direct_records() -> Vec<Record> {
-    let labels_of = labels();
+    let labels_of = Labels::now();
     let (live, retired) = engine().stats().take_counters();
     let mut guard = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
     let reported = guard.get_or_insert_with(HashMap::new);
@@ -275,7 +275,7 @@ pub fn direct_records() -> Vec<Record> {
         };
         let (plugin_type, plugin_id) = plugin.split_once('/').unwrap_or((&plugin, ""));
         let kind = ::engine::registry::kind_of(plugin_type);
-        let (project, logstore) = labels_of.get(&config).cloned().unwrap_or_default();
+        let (project, logstore) = labels_of.of(&config);
         let labels = json_object(
             [
                 ("metric_category", "plugin".to_string()),
@@ -331,15 +331,27 @@ pub fn note_labels(name: &str, project: &str, logstore: &str) {
 }
 
 /// Project and logstore by real config name: the loaded configs', else what `LoadPipeline`
-/// was given.
-fn labels() -> HashMap<String, (String, String)> {
-    let mut m = SEEN_LABELS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_default();
-    m.extend(engine().config_labels());
-    m
+/// was given (looked up per name: nothing is copied).
+struct Labels {
+    loaded: HashMap<String, (String, String)>,
+    seen: std::sync::MutexGuard<'static, Option<HashMap<String, (String, String)>>>,
+}
+
+impl Labels {
+    fn now() -> Self {
+        Labels {
+            loaded: engine().config_labels(),
+            seen: SEEN_LABELS.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    fn of(&self, config: &str) -> (String, String) {
+        self.loaded
+            .get(config)
+            .or_else(|| self.seen.as_ref()?.get(config))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// `GetGoMetrics("cpp_provided")`: the library's memory (what its allocator holds, in MiB)
@@ -405,11 +417,11 @@ pub struct PulledAlarm {
 pub fn pull_alarms() -> Vec<PulledAlarm> {
     engine().set_pulled(true, false);
     let (alarms, overflow) = engine().stats().take_alarms();
-    let labels_of = labels();
+    let labels_of = Labels::now();
     let mut out: Vec<PulledAlarm> = alarms
         .into_iter()
         .map(|a: Alarm| {
-            let (project, logstore) = labels_of.get(&a.config).cloned().unwrap_or_default();
+            let (project, logstore) = labels_of.of(&a.config);
             let message = if a.plugin.is_empty() || a.message.contains(&a.plugin) {
                 a.message
             } else {

@@ -117,6 +117,20 @@ fn malloc_array<T>(items: Vec<*mut T>, free_item: fn(*mut T)) -> (*mut *mut T, c
     (p, n as c_int)
 }
 
+/// Frees what [`malloc_array`] made: each of the `count` items with `free_item`, then the
+/// array.
+fn free_array<T>(p: *mut *mut T, count: c_int, free_item: fn(*mut T)) {
+    if p.is_null() {
+        return;
+    }
+    for i in 0..count.max(0) as usize {
+        // SAFETY: `count` slots were written by `malloc_array`.
+        free_item(unsafe { *p.add(i) });
+    }
+    // SAFETY: malloc'ed by `malloc_array`.
+    unsafe { libc::free(p.cast()) };
+}
+
 fn free_kv(kv: *mut InnerKeyValue) {
     if kv.is_null() {
         return;
@@ -135,10 +149,7 @@ fn free_record(m: *mut InnerPluginMetric) {
     }
     // SAFETY: built by `record` below.
     unsafe {
-        for i in 0..(*m).count as usize {
-            free_kv(*(*m).keyValues.add(i));
-        }
-        libc::free((*m).keyValues.cast());
+        free_array((*m).keyValues, (*m).count, free_kv);
         libc::free(m.cast());
     }
 }
@@ -185,18 +196,9 @@ fn record(r: Record) -> *mut InnerPluginMetric {
     let (keyValues, count) = malloc_array(kvs, free_kv);
     let m = malloc_value(InnerPluginMetric { keyValues, count });
     if m.is_null() {
-        free_record_parts(keyValues, count);
+        free_array(keyValues, count, free_kv);
     }
     m
-}
-
-fn free_record_parts(kvs: *mut *mut InnerKeyValue, count: c_int) {
-    for i in 0..count as usize {
-        // SAFETY: `count` slots were written.
-        free_kv(unsafe { *kvs.add(i) });
-    }
-    // SAFETY: malloc'ed or NULL.
-    unsafe { libc::free(kvs.cast()) };
 }
 
 fn metrics(records: Vec<Record>) -> *mut InnerPluginMetrics {
@@ -210,12 +212,7 @@ fn metrics(records: Vec<Record>) -> *mut InnerPluginMetrics {
     let (metrics, count) = malloc_array(items, free_record);
     let root = malloc_value(InnerPluginMetrics { metrics, count });
     if root.is_null() {
-        for i in 0..count as usize {
-            // SAFETY: `count` slots were written.
-            free_record(unsafe { *metrics.add(i) });
-        }
-        // SAFETY: malloc'ed or NULL.
-        unsafe { libc::free(metrics.cast()) };
+        free_array(metrics, count, free_record);
     }
     root
 }
@@ -491,12 +488,7 @@ pub extern "C" fn GetGoAlarms() -> *mut InnerGoAlarms {
         let (alarms, count) = malloc_array(items, free_alarm);
         let root = malloc_value(InnerGoAlarms { alarms, count });
         if root.is_null() {
-            for i in 0..count as usize {
-                // SAFETY: `count` slots were written.
-                free_alarm(unsafe { *alarms.add(i) });
-            }
-            // SAFETY: malloc'ed or NULL.
-            unsafe { libc::free(alarms.cast()) };
+            free_array(alarms, count, free_alarm);
         }
         root
     })
