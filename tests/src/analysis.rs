@@ -183,6 +183,23 @@ impl fmt::Display for IndexReport {
     }
 }
 
+/// The generations whose `Index` values are not exactly `1..=K` (K their largest):
+/// (generation, K, distinct values, the first values missing).
+pub fn incomplete_generations<G: Clone + Ord>(
+    per_gen: &BTreeMap<G, BTreeSet<u64>>,
+) -> Vec<(G, u64, usize, Vec<u64>)> {
+    per_gen
+        .iter()
+        .filter_map(|(gen, idx)| {
+            let k = *idx.last()?;
+            (idx.len() as u64 != k || idx.first() != Some(&1)).then(|| {
+                let missing = (1..=k).filter(|i| !idx.contains(i)).take(10).collect();
+                (gen.clone(), k, idx.len(), missing)
+            })
+        })
+        .collect()
+}
+
 /// Analyses the `Index` fields of `logs`.
 pub fn analyze_indexes<'a>(logs: impl IntoIterator<Item = &'a ReceivedLog>) -> IndexReport {
     let mut r = IndexReport::default();

@@ -198,14 +198,7 @@ fn modifying_a_config_with_inputs_sixty_times_loses_nothing() {
     );
     let extra_gens: Vec<u64> = per_gen.keys().copied().filter(|g| *g > CYCLES).collect();
     assert!(extra_gens.is_empty(), "unknown generations {extra_gens:?}");
-    let mut holes = Vec::new();
-    for (gen, idx) in &per_gen {
-        let k = *idx.last().expect("non-empty");
-        if idx.len() as u64 != k || idx.first() != Some(&1) {
-            let missing: Vec<u64> = (1..=k).filter(|i| !idx.contains(i)).take(10).collect();
-            holes.push((*gen, k, idx.len(), missing));
-        }
-    }
+    let holes = e2e_tests::analysis::incomplete_generations(&per_gen);
     assert!(
         holes.is_empty(),
         "generations whose Index values are not exactly 1..=K (gen, K, distinct, first \
