@@ -145,7 +145,7 @@ struct State {
     running: bool,
     configs: BTreeMap<String, ConfigSlot>,
     pack_ids: HashMap<String, Arc<PackIds>>,
-    volatile: HashMap<String, Arc<Mutex<HashMap<String, u64>>>>,
+    volatile: HashMap<String, Arc<crate::api::Volatile>>,
     /// Undelivered data of removed configs (and of the last run), sent after Resume.
     orphans: Option<Arc<Outbox>>,
     /// The control of the task delivering `orphans`, while it runs.

@@ -15,6 +15,7 @@ use crate::plugins::{aggregators, flushers, inputs, processors};
 static REGISTRY: &[(&str, Factory)] = &[
     ("metric_mock", Factory::Input(inputs::metric_mock::build)),
     ("service_mock", Factory::Input(inputs::service_mock::build)),
+    ("input_file", Factory::Input(inputs::file::build)),
     (
         "processor_add_fields",
         Factory::Processor(processors::add_fields::build),

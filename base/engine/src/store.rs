@@ -30,6 +30,10 @@ const UNDELIVERED: &str = "undelivered";
 const SEEN: &str = "config_seen";
 /// Tree holding events waiting to enter a config's pipeline: `<config> 0xFF <seq BE>`.
 const BACKLOG: &str = "backlog";
+/// Trees of plugin state kept apart from the checkpoints (keys `<config>^<key>`, removed with
+/// the config's checkpoints by [`Store::cleanup`]): a file input's tasks, its instances (one
+/// per file) and their committed offsets, as in InLong's agent.
+pub const PLUGIN_TREES: &[&str] = &["file_tasks", "file_instances", "file_offsets"];
 /// Separates the config name from the sequence in backlog keys (never part of UTF-8 text).
 const BACKLOG_SEP: u8 = 0xFF;
 
@@ -553,6 +557,70 @@ impl Store {
             })
     }
 
+    /// Saves `value` under `<config>^<key>` in the plugin tree `tree` (one of
+    /// [`PLUGIN_TREES`]; queued: returns before it is written).
+    ///
+    /// # Errors
+    /// When the store is stalled or too busy to queue the write.
+    pub fn tree_save(
+        &self,
+        tree: &'static str,
+        config: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        debug_assert!(PLUGIN_TREES.contains(&tree));
+        let (k, v) = (Self::key(config, key), value.to_vec());
+        self.post(move |db| {
+            if let Err(e) = db.open_tree(tree).and_then(|t| t.insert(k, v)) {
+                tracing::error!(error = %e, tree, "cannot save plugin state");
+            }
+        })
+    }
+
+    /// Removes `<config>^<key>` from the plugin tree `tree` (queued).
+    ///
+    /// # Errors
+    /// When the store is stalled or too busy to queue the removal.
+    pub fn tree_remove(
+        &self,
+        tree: &'static str,
+        config: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let k = Self::key(config, key);
+        self.post(move |db| {
+            if let Err(e) = db.open_tree(tree).and_then(|t| t.remove(k)) {
+                tracing::error!(error = %e, tree, "cannot remove plugin state");
+            }
+        })
+    }
+
+    /// Every `(key, value)` of `config` in the plugin tree `tree` whose key starts with
+    /// `prefix` (waits at most `wait`).
+    ///
+    /// # Errors
+    /// When the store does not answer in time or cannot be read.
+    pub fn tree_list(
+        &self,
+        tree: &'static str,
+        config: &str,
+        prefix: &str,
+        wait: Duration,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let start = Self::key(config, prefix);
+        let skip = config.len() + 1;
+        self.call(wait, move |db| {
+            let mut out = Vec::new();
+            for entry in db.open_tree(tree)?.scan_prefix(&start) {
+                let (k, v) = entry?;
+                let key = String::from_utf8_lossy(&k[skip..]).into_owned();
+                out.push((key, v.to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
     /// Every `<config>^<key>` value, by config (one scan; waits at most `wait`).
     ///
     /// # Errors
@@ -803,6 +871,17 @@ fn cleanup(
             }
         }
     }
+    let plugin_trees: Vec<sled::Tree> = PLUGIN_TREES
+        .iter()
+        .filter_map(|t| db.open_tree(t).ok())
+        .collect();
+    for t in &plugin_trees {
+        for (k, _) in t.iter().filter_map(Result::ok) {
+            if let Some(i) = k.iter().position(|b| *b == b'^') {
+                owners.insert(k[..i].to_vec());
+            }
+        }
+    }
     let mut deleted = 0;
     for owner in owners {
         let name = String::from_utf8_lossy(&owner).into_owned();
@@ -824,6 +903,13 @@ fn cleanup(
                 for (k, _) in db.scan_prefix(&prefix).filter_map(Result::ok) {
                     if db.remove(k).is_ok() {
                         deleted += 1;
+                    }
+                }
+                for t in &plugin_trees {
+                    for (k, _) in t.scan_prefix(&prefix).filter_map(Result::ok) {
+                        if t.remove(k).is_ok() {
+                            deleted += 1;
+                        }
                     }
                 }
                 if let Some(b) = &backlog {
@@ -915,6 +1001,45 @@ mod tests {
         // `unknown` started its clock at 10_000: gone once the TTL has passed since then.
         assert_eq!(s.cleanup(loaded, 3600, 13_700, WAIT).unwrap(), 2);
         assert!(s.get("live", "offset").is_some());
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn plugin_trees_are_listed_by_config_and_cleaned_up_with_it() {
+        let dir = temp("trees");
+        let s = Store::open(&dir).unwrap().store;
+        s.tree_save("file_offsets", "old", "a", b"1").unwrap();
+        s.tree_save("file_offsets", "old", "b", b"2").unwrap();
+        s.tree_save("file_instances", "live", "a", b"3").unwrap();
+        s.tree_save("file_offsets", "oldest", "a", b"4").unwrap();
+        let listed = s.tree_list("file_offsets", "old", "", WAIT).unwrap();
+        assert_eq!(
+            listed,
+            vec![
+                ("a".to_string(), b"1".to_vec()),
+                ("b".to_string(), b"2".to_vec())
+            ],
+            "`oldest` shares the prefix `old` but not the separator"
+        );
+        s.tree_remove("file_offsets", "old", "a").unwrap();
+        assert_eq!(
+            s.tree_list("file_offsets", "old", "", WAIT).unwrap().len(),
+            1
+        );
+        s.mark_seen(vec!["old".into(), "oldest".into()], 1000);
+        let loaded: std::collections::HashSet<String> = ["live".to_string()].into();
+        assert_eq!(s.cleanup(loaded, 3600, 10_000, WAIT).unwrap(), 2);
+        assert!(s
+            .tree_list("file_offsets", "old", "", WAIT)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.tree_list("file_instances", "live", "", WAIT)
+                .unwrap()
+                .len(),
+            1
+        );
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

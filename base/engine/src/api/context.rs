@@ -4,8 +4,10 @@ use crate::stats::{AlarmType, Level, Stats};
 use crate::store::Store;
 use bytes::Bytes;
 use serde::Deserialize;
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Pipeline-wide settings (`"global"`). Unknown keys are ignored: hosts add their own
 /// ([`crate::config::warnings`] lists those no host generation uses).
@@ -150,6 +152,45 @@ impl Default for Fnv64a {
     }
 }
 
+/// In-memory state of a config that survives reloads of the same name (not restarts).
+#[derive(Default)]
+pub struct Volatile {
+    positions: Mutex<HashMap<String, u64>>,
+    objects: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl fmt::Debug for Volatile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Volatile").finish_non_exhaustive()
+    }
+}
+
+impl Volatile {
+    /// Positions by key (where an input got to).
+    pub fn positions(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        self.positions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object kept under `key`, made by `make` when there is none (or one of another type).
+    pub fn object<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut m = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = m.get(key).cloned().and_then(|o| o.downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(make());
+        m.insert(key.to_string(), made.clone());
+        made
+    }
+
+    /// Forgets the object kept under `key`.
+    pub fn remove_object(&self, key: &str) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
 /// Everything a plugin instance knows about where it runs. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PluginContext {
@@ -173,7 +214,7 @@ pub struct PluginContext {
     pub plugin: Arc<str>,
     /// In-memory state of this config that survives reloads of the same name (not restarts):
     /// where an input got to, so its successor continues instead of starting over.
-    pub volatile: Arc<Mutex<HashMap<String, u64>>>,
+    pub volatile: Arc<Volatile>,
     /// Statistics and alarms of the engine running the plugin.
     pub stats: Stats,
 }
@@ -243,6 +284,41 @@ impl PluginContext {
                 .map_err(|e| e.to_string()),
             None => Err("no checkpoint store".into()),
         }
+    }
+
+    /// Saves `value` under `<config>^<key>` in the plugin tree `tree` (queued).
+    ///
+    /// # Errors
+    /// When no store is open or the write cannot be queued.
+    pub fn tree_save(&self, tree: &'static str, key: &str, value: &[u8]) -> Result<(), String> {
+        match &self.store {
+            Some(s) => s
+                .tree_save(tree, &self.config_name, key, value)
+                .map_err(|e| e.to_string()),
+            None => Err("no checkpoint store".into()),
+        }
+    }
+
+    /// Removes `<config>^<key>` from the plugin tree `tree` (queued; a no-op without a store).
+    pub fn tree_remove(&self, tree: &'static str, key: &str) {
+        if let Some(s) = &self.store {
+            if let Err(e) = s.tree_remove(tree, &self.config_name, key) {
+                tracing::warn!(error = %e, tree, key, "cannot remove plugin state");
+            }
+        }
+    }
+
+    /// Every `(key, value)` of this config in the plugin tree `tree` (empty without a store or
+    /// when it does not answer within [`crate::store::READ_WAIT`]).
+    pub fn tree_list(&self, tree: &'static str) -> Vec<(String, Vec<u8>)> {
+        let Some(s) = &self.store else {
+            return Vec::new();
+        };
+        s.tree_list(tree, &self.config_name, "", crate::store::READ_WAIT)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, tree, "cannot read plugin state");
+                Vec::new()
+            })
     }
 
     /// Reads a checkpoint saved by [`PluginContext::save_checkpoint`].

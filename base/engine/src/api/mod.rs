@@ -12,7 +12,7 @@ pub mod prelude;
 pub use crate::ack::{Ack, AckWindow};
 pub use crate::host::Payload;
 pub use crate::stats::{AlarmType, Level, PluginStats, Stats};
-pub use context::{Fnv64a, GlobalConfig, HostIdentity, PackIds, PluginContext};
+pub use context::{Fnv64a, GlobalConfig, HostIdentity, PackIds, PluginContext, Volatile};
 
 use crate::event::EventGroup;
 use bytes::Bytes;

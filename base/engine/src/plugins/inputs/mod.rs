@@ -1,5 +1,6 @@
 //! Input plugins: one file each.
 
+pub mod file;
 pub mod metric_mock;
 pub mod service_mock;
 

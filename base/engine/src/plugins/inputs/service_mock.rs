@@ -9,9 +9,9 @@
 
 use super::{mock_event, pairs};
 use crate::api::prelude::*;
-use crate::api::{AckWindow, Fnv64a};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use crate::api::{AckWindow, Fnv64a, Volatile};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `service_mock`.
@@ -57,7 +57,7 @@ struct ServiceMock {
     max: u64,
     acks: Arc<AckWindow>,
     key: String,
-    volatile: Arc<Mutex<HashMap<String, u64>>>,
+    volatile: Arc<Volatile>,
 }
 
 pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Input, DetailError> {
@@ -68,12 +68,7 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Input, DetailE
     let mut h = Fnv64a::new();
     h.write(detail.to_string().as_bytes());
     let key = format!("{}#{:X}/index", cx.plugin, h.finish());
-    let handed_over = cx
-        .volatile
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .copied();
+    let handed_over = cx.volatile.positions().get(&key).copied();
     let index = handed_over
         .or_else(|| cx.get_object::<u64>(&key))
         .unwrap_or(o.index)
@@ -111,8 +106,7 @@ impl ServiceMock {
         }
         g.acks.push(self.acks.track(self.index));
         self.volatile
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .positions()
             .insert(self.key.clone(), self.index);
         g
     }

@@ -1,0 +1,608 @@
+//! The task of one `input_file`: discovery, the instances, their reading and their end.
+
+use super::instance::{FileId, Fingerprint, Instance, Read, Saved, Tracker, INSTANCES, OFFSETS};
+use super::options::Settings;
+use super::watch::DirWatcher;
+use crate::api::prelude::*;
+use crate::stats::PluginStats;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tree of tasks: whether a task ran before.
+const TASKS: &str = "file_tasks";
+/// Most files one scan collects.
+const MAX_FILES: usize = 100_000;
+/// How often open files are checked for new data when no notification came.
+const POLL: Duration = Duration::from_millis(250);
+/// Entries of a directory looked at for the copy of a truncated file, at most.
+const COPY_SEARCH: usize = 10_000;
+
+/// One `input_file` of a config.
+pub(super) struct FileTask {
+    s: Settings,
+    cx: PluginContext,
+    stats: Arc<PluginStats>,
+    files: BTreeMap<FileId, Instance>,
+    /// Saved state of files not found again yet (read from the store at the first run).
+    restored: HashMap<FileId, Saved>,
+    started: bool,
+    /// Files found by the next scan start `TailSizeKB` before their end (a task that never
+    /// ran before, at its first scan).
+    tail_next_scan: bool,
+    watcher: Option<DirWatcher>,
+    wake: Arc<tokio::sync::Notify>,
+    last_scan: Option<Instant>,
+    open: usize,
+}
+
+impl FileTask {
+    /// A task of `s`, not started.
+    pub(super) fn new(s: Settings, cx: &PluginContext) -> Self {
+        Self {
+            s,
+            stats: cx.stats.plugin(&cx.config_name, &cx.plugin),
+            cx: cx.clone(),
+            files: BTreeMap::new(),
+            restored: HashMap::new(),
+            started: false,
+            tail_next_scan: false,
+            watcher: None,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            last_scan: None,
+            open: 0,
+        }
+    }
+
+    fn key(&self, id: FileId) -> String {
+        format!("{}|{}:{}", self.cx.plugin, id.dev, id.ino)
+    }
+
+    /// First run: what the store remembers, the watcher.
+    fn start(&mut self) {
+        self.started = true;
+        let task_key = self.cx.plugin.to_string();
+        let known = self.cx.tree_list(TASKS).iter().any(|(k, _)| *k == task_key);
+        if !known {
+            let since = now().0.to_string();
+            let _ = self.cx.tree_save(TASKS, &task_key, since.as_bytes());
+        }
+        self.tail_next_scan = !known;
+        let prefix = format!("{}|", self.cx.plugin);
+        for tree in [INSTANCES, OFFSETS] {
+            for (k, v) in self.cx.tree_list(tree) {
+                if !k.starts_with(&prefix) {
+                    continue;
+                }
+                if let Ok(saved) = serde_json::from_slice::<Saved>(&v) {
+                    // Offsets come second and win over where reading first started.
+                    self.restored.insert(saved.id(), saved);
+                }
+            }
+        }
+        match DirWatcher::new(self.wake.clone()) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => tracing::warn!(config = %self.cx.config_name, error = %e,
+                "no change notification for input_file; relying on the scan"),
+        }
+    }
+
+    /// Scans the globs: new files become instances, files no longer found are gone.
+    fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        let scan = self.s.matcher.scan(MAX_FILES);
+        if scan.truncated {
+            self.cx.alarm(
+                AlarmType::Plugin("FILE_READER_EXCEED_ALARM"),
+                Level::Warning,
+                format!("more than {MAX_FILES} files match; the rest are not collected"),
+            );
+        }
+        if let Some(w) = &mut self.watcher {
+            w.sync(&scan.dirs);
+        }
+        let mut seen = HashSet::new();
+        for path in scan.files {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let id = FileId::of(&meta);
+            if !seen.insert(id) {
+                continue;
+            }
+            match self.files.get_mut(&id) {
+                Some(inst) if inst.path != path => {
+                    if path_id(&inst.path) != Some(id) {
+                        inst.rename(path);
+                    }
+                    inst.gone = false;
+                }
+                Some(inst) => inst.gone = false,
+                None => self.discover(path, &meta, id),
+            }
+        }
+        for inst in self.files.values_mut() {
+            if !seen.contains(&inst.id) && path_id(&inst.path) != Some(inst.id) {
+                inst.gone = true;
+            }
+        }
+        self.tail_next_scan = false;
+        if !self.restored.is_empty() {
+            self.recover_rotated();
+        }
+    }
+
+    /// Files remembered from the last run that the first scan did not find: one renamed
+    /// next to its old path while we were stopped is read to its end; the rows of the others
+    /// are removed.
+    fn recover_rotated(&mut self) {
+        let restored: Vec<Saved> = self.restored.drain().map(|(_, s)| s).collect();
+        let mut by_dir: HashMap<PathBuf, Vec<Saved>> = HashMap::new();
+        for saved in restored {
+            let dir = Path::new(&saved.path).parent().map(Path::to_path_buf);
+            by_dir
+                .entry(dir.unwrap_or_default())
+                .or_default()
+                .push(saved);
+        }
+        for (dir, saved) in by_dir {
+            let mut found: HashMap<FileId, PathBuf> = HashMap::new();
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for e in entries.filter_map(Result::ok).take(COPY_SEARCH) {
+                    if let Ok(m) = e.metadata() {
+                        if m.is_file() {
+                            found.insert(FileId::of(&m), e.path());
+                        }
+                    }
+                }
+            }
+            for sv in saved {
+                let key = self.key(sv.id());
+                let resumed = found.get(&sv.id()).and_then(|p| {
+                    let file = File::open(p).ok()?;
+                    let size = file.metadata().ok()?.len();
+                    sv.fp.check(&file, size).ok()??;
+                    Some((p.clone(), file))
+                });
+                match resumed {
+                    Some((path, file)) if !self.files.contains_key(&sv.id()) => {
+                        let tracker = self.tracker(&key, sv.clone());
+                        let fp = sv.fp;
+                        let mut inst = Instance::new(&self.s, sv.id(), fp, path, None, tracker);
+                        inst.gone = true;
+                        self.attach(&mut inst, file);
+                        self.files.insert(sv.id(), inst);
+                    }
+                    _ => {
+                        self.cx.tree_remove(OFFSETS, &key);
+                        self.cx.tree_remove(INSTANCES, &key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tracker of the file stored under `key` (the one a predecessor of this config used,
+    /// when there is one: it holds the acknowledgements of what that predecessor read).
+    fn tracker(&self, key: &str, saved: Saved) -> Arc<Tracker> {
+        let cx = &self.cx;
+        let holder = cx.volatile.object(&format!("input_file|{key}"), || {
+            TrackerSlot(Tracker::new(cx, key.to_string(), saved))
+        });
+        holder.0.clone()
+    }
+
+    /// A file found for the first time in this run.
+    fn discover(&mut self, path: PathBuf, meta: &fs::Metadata, id: FileId) {
+        let Ok(file) = File::open(&path) else {
+            return;
+        };
+        // The descriptor opened now may be another file if the path was replaced since.
+        let Ok(meta2) = file.metadata() else {
+            return;
+        };
+        if FileId::of(&meta2) != id {
+            return;
+        }
+        let size = meta2.len().max(meta.len());
+        let Ok(fp) = Fingerprint::read(&file, size) else {
+            return;
+        };
+        let key = self.key(id);
+        let start = match self.restored.remove(&id) {
+            // Known: resume where the checkpoint is, unless the inode now holds other content.
+            Some(saved) => match saved.fp.check(&file, size) {
+                Ok(Some(_)) if saved.offset <= size => Some(saved.offset),
+                _ => None,
+            },
+            None => None,
+        };
+        let resumed = start.is_some();
+        let start = match start {
+            Some(o) => o,
+            None if self.tail_next_scan => tail_start(&file, size, self.s.tail_bytes),
+            None => 0,
+        };
+        let saved = Saved {
+            path: path.to_string_lossy().into_owned(),
+            dev: id.dev,
+            ino: id.ino,
+            fp,
+            offset: start,
+        };
+        let text = serde_json::to_vec(&saved).unwrap_or_default();
+        let _ = self.cx.tree_save(INSTANCES, &key, &text);
+        let tracker = self.tracker(&key, saved);
+        // A tracker handed over by a predecessor may be of content this inode no longer holds.
+        let same = matches!(tracker.fingerprint().check(&file, size), Ok(Some(_)));
+        let mut inst = Instance::new(&self.s, id, fp, path, None, tracker);
+        if !same || inst.position() > size {
+            inst.restart(&self.s, fp);
+        } else if !resumed {
+            // A new file (or new content on a known inode): its start is the checkpoint now.
+            inst.tracker.persist();
+        }
+        self.attach(&mut inst, file);
+        self.files.insert(id, inst);
+    }
+
+    /// Gives `inst` its descriptor when the budget allows (else it is opened later).
+    fn attach(&mut self, inst: &mut Instance, file: File) {
+        if self.open < self.s.max_open_files || self.make_room() {
+            inst.file = Some(file);
+            self.open += 1;
+        }
+    }
+
+    /// Closes the least recently active idle file to make room for another; whether one was.
+    fn make_room(&mut self) -> bool {
+        let victim = self
+            .files
+            .values()
+            .filter(|i| i.file.is_some() && i.at_eof && !i.gone && !i.has_partial())
+            .min_by_key(|i| i.last_data)
+            .map(|i| i.id);
+        match victim.and_then(|id| self.files.get_mut(&id)) {
+            Some(inst) => {
+                inst.close();
+                self.open -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reopens a closed instance whose file has data past its position.
+    fn reopen(&mut self, id: FileId) -> bool {
+        let Some(inst) = self.files.get(&id) else {
+            return false;
+        };
+        if inst.file.is_some() || inst.gone {
+            return false;
+        }
+        let position = inst.position();
+        let path = inst.path.clone();
+        let Ok(file) = File::open(&path) else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        if FileId::of(&meta) != id {
+            // The path leads elsewhere now: this file is gone (the scan finds the new one).
+            if let Some(i) = self.files.get_mut(&id) {
+                i.gone = true;
+            }
+            return false;
+        }
+        if meta.len() == position {
+            return false;
+        }
+        if self.open >= self.s.max_open_files && !self.make_room() {
+            return false;
+        }
+        if let Some(i) = self.files.get_mut(&id) {
+            i.file = Some(file);
+            self.open += 1;
+            return true;
+        }
+        false
+    }
+
+    /// One pass over the instances: reads each once; the groups to send.
+    fn read_round(
+        &mut self,
+        source: &Bytes,
+        modified: &HashSet<FileId>,
+        poll: bool,
+    ) -> Vec<EventGroup> {
+        let mut out = Vec::new();
+        let mut ids: std::collections::VecDeque<FileId> = self.files.keys().copied().collect();
+        let mut again = 0;
+        while let Some(id) = ids.pop_front() {
+            let closed = self.files.get(&id).is_some_and(|i| i.file.is_none());
+            if closed && (poll || modified.contains(&id)) && !self.reopen(id) {
+                continue;
+            }
+            let Some(inst) = self.files.get_mut(&id) else {
+                continue;
+            };
+            let read = inst.read(&self.s, source, false);
+            if inst.discarded > 0 {
+                let n = std::mem::take(&mut inst.discarded);
+                PluginStats::add(&self.stats.dropped, n);
+                self.cx.alarm(
+                    AlarmType::DataDropped,
+                    Level::Warning,
+                    format!(
+                        "{n} lines of {} matched no multi-line pattern and were discarded \
+                         (UnmatchedContentTreatment discard)",
+                        inst.path.display()
+                    ),
+                );
+            }
+            match read {
+                Ok(Read::Group(g)) => {
+                    if g.is_empty() {
+                        continue;
+                    }
+                    out.push(g);
+                }
+                Ok(Read::Idle) => {}
+                Ok(Read::Truncated(at)) => {
+                    // Read the new content (and the copy, when there is one) in this round.
+                    if let Some(copy) = self.truncated(id, at) {
+                        ids.push_front(copy);
+                    }
+                    if again < 16 {
+                        again += 1;
+                        ids.push_back(id);
+                    }
+                }
+                Err(e) => {
+                    PluginStats::add(&self.stats.errors, 1);
+                    self.cx.alarm(
+                        AlarmType::Plugin("READ_LOG_FAIL_ALARM"),
+                        Level::Error,
+                        format!("cannot read {}: {e}", inst.path.display()),
+                    );
+                    inst.close();
+                    self.open -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// `id` was truncated (or rewritten in place) after reading to `at`: the rest of the old
+    /// content is read from its copy when one is next to it (copytruncate), and reading
+    /// starts over at 0.
+    fn truncated(&mut self, id: FileId, at: u64) -> Option<FileId> {
+        let inst = self.files.get(&id)?;
+        let (path, old_fp, done) = (inst.path.clone(), inst.fp, inst.tracker.read_to());
+        let copy = self.find_copy(&path, old_fp, done);
+        let copied = copy.as_ref().map(|c| c.2);
+        if let Some((cpath, file, cid)) = copy {
+            let key = self.key(cid);
+            let saved = Saved {
+                path: cpath.to_string_lossy().into_owned(),
+                dev: cid.dev,
+                ino: cid.ino,
+                fp: old_fp,
+                offset: done,
+            };
+            let tracker = self.tracker(&key, saved);
+            let mut copy_inst = Instance::new(&self.s, cid, old_fp, cpath, None, tracker);
+            copy_inst.gone = true;
+            self.attach(&mut copy_inst, file);
+            self.files.insert(cid, copy_inst);
+        }
+        let inst = self.files.get_mut(&id)?;
+        let fp = inst
+            .file
+            .as_ref()
+            .and_then(|f| Fingerprint::read(f, f.metadata().map(|m| m.len()).unwrap_or(0)).ok())
+            .unwrap_or(Fingerprint { len: 0, hash: 0 });
+        self.cx.alarm(
+            AlarmType::Plugin("LOG_TRUNCATE_ALARM"),
+            Level::Warning,
+            format!(
+                "{} was truncated after {at} bytes had been read; reading starts over at 0{}",
+                inst.path.display(),
+                if copied.is_some() {
+                    " (the rest of the old content is read from its copy)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        inst.restart(&self.s, fp);
+        copied
+    }
+
+    /// A file next to `path`, not collected yet, that begins like the truncated file did and
+    /// holds at least `done` bytes: its copy.
+    fn find_copy(
+        &self,
+        path: &Path,
+        fp: Fingerprint,
+        done: u64,
+    ) -> Option<(PathBuf, File, FileId)> {
+        let dir = path.parent()?;
+        for e in fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .take(COPY_SEARCH)
+        {
+            let Ok(m) = e.metadata() else { continue };
+            let id = FileId::of(&m);
+            if !m.is_file() || m.len() < done || self.files.contains_key(&id) || m.len() == 0 {
+                continue;
+            }
+            let Ok(file) = File::open(e.path()) else {
+                continue;
+            };
+            if matches!(fp.check(&file, m.len()), Ok(Some(_))) {
+                return Some((e.path(), file, id));
+            }
+        }
+        None
+    }
+
+    /// Flushes what waits for a timeout, closes idle files and ends the instances whose files
+    /// are gone and read to their end; returns the groups flushed.
+    fn housekeeping(&mut self, source: &Bytes) -> Vec<EventGroup> {
+        let mut out = Vec::new();
+        let mut ended = Vec::new();
+        for inst in self.files.values_mut() {
+            let idle = inst.last_data.elapsed();
+            if inst.file.is_some() && inst.at_eof && inst.gone && idle >= self.s.close_inactive {
+                if let Ok(Read::Group(g)) = inst.read(&self.s, source, true) {
+                    if !g.is_empty() {
+                        out.push(g);
+                    }
+                }
+                inst.close();
+                self.open -= 1;
+            }
+            if inst.file.is_some()
+                && inst.at_eof
+                && !inst.gone
+                && !inst.has_partial()
+                && idle >= self.s.close_inactive
+            {
+                inst.close();
+                self.open -= 1;
+            }
+            if inst.gone && inst.file.is_none() && inst.tracker.pending() == 0 {
+                ended.push(inst.id);
+            }
+        }
+        for id in ended {
+            if let Some(inst) = self.files.remove(&id) {
+                inst.tracker.forget();
+                self.cx
+                    .volatile
+                    .remove_object(&format!("input_file|{}", self.key(id)));
+            }
+        }
+        out
+    }
+
+    async fn send_all(&self, io: &mut dyn InputIo, groups: Vec<EventGroup>) -> Result<(), String> {
+        for g in groups {
+            self.stats.add_groups_out(std::slice::from_ref(&g));
+            if io.send(g).await.is_err() {
+                return Err("pipeline closed".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// One step: discovery when due (or when notification says so, or `force_scan`), one
+    /// read of every instance, then housekeeping. The groups to send.
+    pub(super) fn step(&mut self, source: &Bytes, poll: bool, force_scan: bool) -> Vec<EventGroup> {
+        if !self.started {
+            self.start();
+        }
+        let changes = self
+            .watcher
+            .as_ref()
+            .map(DirWatcher::take)
+            .unwrap_or_default();
+        let scan_due = self
+            .last_scan
+            .is_none_or(|t| t.elapsed() >= self.s.scan_interval);
+        if changes.rescan || scan_due || force_scan {
+            self.scan();
+        }
+        let mut modified = HashSet::new();
+        for p in &changes.modified {
+            let Ok(meta) = fs::metadata(p) else { continue };
+            let id = FileId::of(&meta);
+            if !self.files.contains_key(&id) && meta.is_file() && self.s.matcher.matches(p) {
+                self.discover(p.clone(), &meta, id);
+            }
+            modified.insert(id);
+        }
+        let mut groups = self.read_round(source, &modified, poll);
+        groups.extend(self.housekeeping(source));
+        groups
+    }
+
+    async fn run_loop(&mut self, io: &mut dyn InputIo) -> Result<(), String> {
+        let source = io.source().clone();
+        let mut last_poll = Instant::now();
+        loop {
+            if io.is_stopped() {
+                return Ok(());
+            }
+            let poll = last_poll.elapsed() >= POLL;
+            if poll {
+                last_poll = Instant::now();
+            }
+            let groups = self.step(&source, poll, false);
+            let progressed = !groups.is_empty();
+            self.send_all(io, groups).await?;
+            if progressed {
+                continue;
+            }
+            let wait = POLL.min(
+                self.s
+                    .scan_interval
+                    .saturating_sub(self.last_scan.map_or(Duration::ZERO, |t| t.elapsed())),
+            );
+            tokio::select! {
+                _ = io.stopped() => return Ok(()),
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+            }
+        }
+    }
+}
+
+/// Keeps a tracker in the config's volatile state (a named type, so it can be found again).
+struct TrackerSlot(Arc<Tracker>);
+
+impl ServiceInput for FileTask {
+    fn run<'a>(&'a mut self, io: &'a mut dyn InputIo) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.run_loop(io))
+    }
+}
+
+/// The identity of what `path` leads to now.
+fn path_id(path: &Path) -> Option<FileId> {
+    fs::metadata(path).ok().map(|m| FileId::of(&m))
+}
+
+/// Where a file of `size` bytes first seen at a task's first start is read from: `tail`
+/// bytes before its end, moved on to the start of the next line.
+fn tail_start(file: &File, size: u64, tail: u64) -> u64 {
+    if size <= tail {
+        return 0;
+    }
+    let mut at = size - tail;
+    // The byte before `at` ends a line: `at` is a line start already.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut probe = at - 1;
+    loop {
+        let n = match file.read_at(&mut buf, probe) {
+            Ok(0) | Err(_) => return size,
+            Ok(n) => n,
+        };
+        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+            at = probe + i as u64 + 1;
+            return at.min(size);
+        }
+        probe += n as u64;
+        if probe >= size {
+            return size;
+        }
+    }
+}
