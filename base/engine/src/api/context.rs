@@ -182,6 +182,12 @@ impl Volatile {
         made
     }
 
+    /// The object kept under `key`, if there is one of type `T`.
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let m = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).cloned().and_then(|o| o.downcast::<T>().ok())
+    }
+
     /// Forgets the object kept under `key`.
     pub fn remove_object(&self, key: &str) {
         self.objects

@@ -138,12 +138,13 @@ impl Saved {
 /// configs of the same name (a reload hands the window over with the data in flight).
 pub(super) struct Tracker {
     cx: PluginContext,
-    key: String,
     me: Weak<Tracker>,
     state: Mutex<TrackerState>,
 }
 
 struct TrackerState {
+    /// Where it is stored (`<plugin>|<dev>:<ino>`).
+    key: String,
     /// Bumped when the file was truncated: commits of earlier content are ignored.
     generation: u64,
     saved: Saved,
@@ -159,9 +160,9 @@ impl Tracker {
             let read_to = saved.offset;
             Tracker {
                 cx: cx.clone(),
-                key,
                 me: me.clone(),
                 state: Mutex::new(TrackerState {
+                    key,
                     generation: 0,
                     saved,
                     window: Self::window(me.clone(), 0),
@@ -189,12 +190,13 @@ impl Tracker {
             return;
         }
         s.saved.offset = offset;
-        self.save(&s.saved);
+        self.save(&s);
     }
 
-    fn save(&self, saved: &Saved) {
+    fn save(&self, s: &TrackerState) {
+        let saved = &s.saved;
         let text = serde_json::to_vec(saved).unwrap_or_default();
-        if let Err(e) = self.cx.tree_save(OFFSETS, &self.key, &text) {
+        if let Err(e) = self.cx.tree_save(OFFSETS, &s.key, &text) {
             if self.cx.store.is_some() {
                 self.cx.alarm(
                     AlarmType::CheckpointError,
@@ -209,7 +211,12 @@ impl Tracker {
     pub(super) fn track(&self, offset: u64, fp: Fingerprint) -> Ack {
         let mut s = self.lock();
         s.read_to = offset;
-        s.saved.fp = fp;
+        if s.saved.fp != fp {
+            // The fingerprint grew with the file: saved at once (at most a few times per
+            // file), so that a restart can tell this content from what replaces it.
+            s.saved.fp = fp;
+            self.save(&s);
+        }
         s.window.track(offset)
     }
 
@@ -227,7 +234,7 @@ impl Tracker {
             s.saved.offset = 0;
             s.saved.fp = fp;
             s.read_to = 0;
-            self.save(&s.saved);
+            self.save(&s);
             let window = Self::window(self.me.clone(), s.generation);
             std::mem::replace(&mut s.window, window)
         };
@@ -238,7 +245,18 @@ impl Tracker {
     /// Saves the checkpoint as it stands (a file first read: its start is committed).
     pub(super) fn persist(&self) {
         let s = self.lock();
-        self.save(&s.saved);
+        self.save(&s);
+    }
+
+    /// The content now lives in another file (the copy of a file truncated by
+    /// copytruncate): what was read and what is in flight count for it from now on.
+    pub(super) fn moved(&self, key: String, path: &Path, id: FileId) {
+        let mut s = self.lock();
+        s.key = key;
+        s.saved.path = path.to_string_lossy().into_owned();
+        s.saved.dev = id.dev;
+        s.saved.ino = id.ino;
+        self.save(&s);
     }
 
     /// The fingerprint of the content being tracked.
@@ -258,8 +276,9 @@ impl Tracker {
 
     /// Forgets the file in the store (it is gone and everything read was delivered).
     pub(super) fn forget(&self) {
-        self.cx.tree_remove(OFFSETS, &self.key);
-        self.cx.tree_remove(INSTANCES, &self.key);
+        let key = self.lock().key.clone();
+        self.cx.tree_remove(OFFSETS, &key);
+        self.cx.tree_remove(INSTANCES, &key);
     }
 }
 
@@ -291,6 +310,9 @@ pub(super) struct Instance {
     /// The path no longer leads to this file (renamed away or deleted): read to the end, then
     /// close.
     pub(super) gone: bool,
+    /// Gone and read to its end (or no longer readable): the instance ends once what was read
+    /// is delivered.
+    pub(super) finished: bool,
     /// The last read reached the end of the file.
     pub(super) at_eof: bool,
     /// Modification time at the last read: a file rewritten to the same size is checked.
@@ -335,6 +357,7 @@ impl Instance {
             discarded: 0,
             discarded_seen: 0,
             gone: false,
+            finished: false,
             at_eof: false,
             mtime: (0, 0),
         }
@@ -355,6 +378,17 @@ impl Instance {
     /// Whether records are waiting for more data (an incomplete last line or record).
     pub(super) fn has_partial(&self) -> bool {
         !self.carry.is_empty()
+    }
+
+    /// Starts over at offset 0 with a new tracker (the old one went with the content to
+    /// its copy).
+    pub(super) fn start_over(&mut self, s: &Settings, fp: Fingerprint, tracker: Arc<Tracker>) {
+        self.fp = fp;
+        self.done = 0;
+        self.carry.clear();
+        self.splitter = Splitter::new(s.split.clone());
+        self.discarded_seen = 0;
+        self.tracker = tracker;
     }
 
     /// Starts over at offset 0 (after a truncation).

@@ -172,7 +172,15 @@ impl FileTask {
                 });
                 match resumed {
                     Some((path, file)) if !self.files.contains_key(&sv.id()) => {
-                        let tracker = self.tracker(&key, sv.clone());
+                        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        let tracker = match self.predecessor(&key) {
+                            Some(t)
+                                if matches!(t.fingerprint().check(&file, size), Ok(Some(_))) =>
+                            {
+                                t
+                            }
+                            _ => self.fresh_tracker(&key, sv.clone()),
+                        };
                         let fp = sv.fp;
                         let mut inst = Instance::new(&self.s, sv.id(), fp, path, None, tracker);
                         inst.gone = true;
@@ -188,14 +196,28 @@ impl FileTask {
         }
     }
 
-    /// The tracker of the file stored under `key` (the one a predecessor of this config used,
-    /// when there is one: it holds the acknowledgements of what that predecessor read).
-    fn tracker(&self, key: &str, saved: Saved) -> Arc<Tracker> {
-        let cx = &self.cx;
-        let holder = cx.volatile.object(&format!("input_file|{key}"), || {
-            TrackerSlot(Tracker::new(cx, key.to_string(), saved))
-        });
-        holder.0.clone()
+    /// The tracker a predecessor of this config (a reload) used for the file stored under
+    /// `key`: it holds the acknowledgements of what that predecessor read.
+    fn predecessor(&self, key: &str) -> Option<Arc<Tracker>> {
+        self.cx
+            .volatile
+            .get::<TrackerSlot>(&slot(key))
+            .map(|t| t.0.clone())
+    }
+
+    /// A new tracker for `saved` under `key`, saved now and kept for a successor.
+    fn fresh_tracker(&self, key: &str, saved: Saved) -> Arc<Tracker> {
+        let t = Tracker::new(&self.cx, key.to_string(), saved);
+        t.persist();
+        self.keep(key, t.clone());
+        t
+    }
+
+    /// Keeps `t` as the tracker of `key` for a successor of this config.
+    fn keep(&self, key: &str, t: Arc<Tracker>) {
+        let name = slot(key);
+        self.cx.volatile.remove_object(&name);
+        self.cx.volatile.object(&name, move || TrackerSlot(t));
     }
 
     /// A file found for the first time in this run.
@@ -215,39 +237,45 @@ impl FileTask {
             return;
         };
         let key = self.key(id);
-        let start = match self.restored.remove(&id) {
-            // Known: resume where the checkpoint is, unless the inode now holds other content.
-            Some(saved) => match saved.fp.check(&file, size) {
-                Ok(Some(_)) if saved.offset <= size => Some(saved.offset),
-                _ => None,
-            },
-            None => None,
+        let predecessor = self.predecessor(&key);
+        let restored = self.restored.remove(&id);
+        // What this inode held when last seen: by a predecessor (newer), or in the store.
+        let known = match (&predecessor, &restored) {
+            (Some(t), _) => Some((t.fingerprint(), t.read_to())),
+            (None, Some(r)) => Some((r.fp, r.offset)),
+            (None, None) => None,
         };
-        let resumed = start.is_some();
-        let start = match start {
-            Some(o) => o,
-            None if self.tail_next_scan => tail_start(&file, size, self.s.tail_bytes),
-            None => 0,
+        let same = known
+            .is_some_and(|(kfp, at)| at <= size && matches!(kfp.check(&file, size), Ok(Some(_))));
+        let tracker = match (same, predecessor, restored) {
+            (true, Some(t), _) => t,
+            (true, None, Some(mut r)) => {
+                r.path = path.to_string_lossy().into_owned();
+                self.fresh_tracker(&key, r)
+            }
+            (_, predecessor, _) => {
+                // New content: a new file, a reused inode, or a file truncated while we did
+                // not look (the rest of its old content may be in a copy next to it).
+                if let Some((kfp, at)) = known {
+                    self.adopt_copy(&path, kfp, at, predecessor);
+                }
+                let start = match known {
+                    None if self.tail_next_scan => tail_start(&file, size, self.s.tail_bytes),
+                    _ => 0,
+                };
+                let saved = Saved {
+                    path: path.to_string_lossy().into_owned(),
+                    dev: id.dev,
+                    ino: id.ino,
+                    fp,
+                    offset: start,
+                };
+                let text = serde_json::to_vec(&saved).unwrap_or_default();
+                let _ = self.cx.tree_save(INSTANCES, &key, &text);
+                self.fresh_tracker(&key, saved)
+            }
         };
-        let saved = Saved {
-            path: path.to_string_lossy().into_owned(),
-            dev: id.dev,
-            ino: id.ino,
-            fp,
-            offset: start,
-        };
-        let text = serde_json::to_vec(&saved).unwrap_or_default();
-        let _ = self.cx.tree_save(INSTANCES, &key, &text);
-        let tracker = self.tracker(&key, saved);
-        // A tracker handed over by a predecessor may be of content this inode no longer holds.
-        let same = matches!(tracker.fingerprint().check(&file, size), Ok(Some(_)));
         let mut inst = Instance::new(&self.s, id, fp, path, None, tracker);
-        if !same || inst.position() > size {
-            inst.restart(&self.s, fp);
-        } else if !resumed {
-            // A new file (or new content on a known inode): its start is the checkpoint now.
-            inst.tracker.persist();
-        }
         self.attach(&mut inst, file);
         self.files.insert(id, inst);
     }
@@ -283,25 +311,30 @@ impl FileTask {
         let Some(inst) = self.files.get(&id) else {
             return false;
         };
-        if inst.file.is_some() || inst.gone {
+        if inst.file.is_some() || inst.finished {
             return false;
         }
-        let position = inst.position();
+        let (position, gone) = (inst.position(), inst.gone);
         let path = inst.path.clone();
         let Ok(file) = File::open(&path) else {
+            if let Some(i) = self.files.get_mut(&id).filter(|i| i.gone) {
+                i.finished = true;
+            }
             return false;
         };
         let Ok(meta) = file.metadata() else {
             return false;
         };
         if FileId::of(&meta) != id {
-            // The path leads elsewhere now: this file is gone (the scan finds the new one).
+            // The path leads elsewhere now: this file is gone (the scan finds the new one),
+            // and closed, it cannot be read any more.
             if let Some(i) = self.files.get_mut(&id) {
                 i.gone = true;
+                i.finished = true;
             }
             return false;
         }
-        if meta.len() == position {
+        if meta.len() == position && !gone {
             return false;
         }
         if self.open >= self.s.max_open_files && !self.make_room() {
@@ -386,35 +419,19 @@ impl FileTask {
     fn truncated(&mut self, id: FileId, at: u64) -> Option<FileId> {
         let inst = self.files.get(&id)?;
         let (path, old_fp, done) = (inst.path.clone(), inst.fp, inst.tracker.read_to());
-        let copy = self.find_copy(&path, old_fp, done);
-        let copied = copy.as_ref().map(|c| c.2);
-        if let Some((cpath, file, cid)) = copy {
-            let key = self.key(cid);
-            let saved = Saved {
-                path: cpath.to_string_lossy().into_owned(),
-                dev: cid.dev,
-                ino: cid.ino,
-                fp: old_fp,
-                offset: done,
-            };
-            let tracker = self.tracker(&key, saved);
-            let mut copy_inst = Instance::new(&self.s, cid, old_fp, cpath, None, tracker);
-            copy_inst.gone = true;
-            self.attach(&mut copy_inst, file);
-            self.files.insert(cid, copy_inst);
-        }
-        let inst = self.files.get_mut(&id)?;
+        let old = inst.tracker.clone();
         let fp = inst
             .file
             .as_ref()
             .and_then(|f| Fingerprint::read(f, f.metadata().map(|m| m.len()).unwrap_or(0)).ok())
             .unwrap_or(Fingerprint { len: 0, hash: 0 });
+        let copied = self.adopt_copy(&path, old_fp, done, Some(old));
         self.cx.alarm(
             AlarmType::Plugin("LOG_TRUNCATE_ALARM"),
             Level::Warning,
             format!(
                 "{} was truncated after {at} bytes had been read; reading starts over at 0{}",
-                inst.path.display(),
+                path.display(),
                 if copied.is_some() {
                     " (the rest of the old content is read from its copy)"
                 } else {
@@ -422,8 +439,64 @@ impl FileTask {
                 }
             ),
         );
-        inst.restart(&self.s, fp);
+        let inst = self.files.get_mut(&id)?;
+        if copied.is_none() {
+            inst.restart(&self.s, fp);
+            return None;
+        }
+        // The old tracker went with the content to the copy: start over with a new one.
+        let saved = Saved {
+            path: path.to_string_lossy().into_owned(),
+            dev: id.dev,
+            ino: id.ino,
+            fp,
+            offset: 0,
+        };
+        let fresh = self.fresh_tracker(&self.key(id), saved);
+        self.files.get_mut(&id)?.start_over(&self.s, fp, fresh);
         copied
+    }
+
+    /// Reads the rest of a truncated file (it began with `fp`; `done` bytes of it were read)
+    /// from its copy next to `path`, when there is one: the copy's id. `old` is the tracker
+    /// of the old content, with what is in flight: it goes with the content to the copy.
+    fn adopt_copy(
+        &mut self,
+        path: &Path,
+        fp: Fingerprint,
+        done: u64,
+        old: Option<Arc<Tracker>>,
+    ) -> Option<FileId> {
+        let (cpath, file, cid) = self.find_copy(path, fp, done)?;
+        let ckey = self.key(cid);
+        let tracker = match old {
+            Some(t) => {
+                t.moved(ckey.clone(), &cpath, cid);
+                self.keep(&ckey, t.clone());
+                t
+            }
+            None => {
+                // A copy found in the last run continues where it got to.
+                let offset = self
+                    .restored
+                    .remove(&cid)
+                    .filter(|r| r.fp == fp && r.offset >= done)
+                    .map_or(done, |r| r.offset);
+                let saved = Saved {
+                    path: cpath.to_string_lossy().into_owned(),
+                    dev: cid.dev,
+                    ino: cid.ino,
+                    fp,
+                    offset,
+                };
+                self.fresh_tracker(&ckey, saved)
+            }
+        };
+        let mut copy = Instance::new(&self.s, cid, fp, cpath, None, tracker);
+        copy.gone = true;
+        self.attach(&mut copy, file);
+        self.files.insert(cid, copy);
+        Some(cid)
     }
 
     /// A file next to `path`, not collected yet, that begins like the truncated file did and
@@ -460,36 +533,39 @@ impl FileTask {
     fn housekeeping(&mut self, source: &Bytes) -> Vec<EventGroup> {
         let mut out = Vec::new();
         let mut ended = Vec::new();
+        let mut reopen = Vec::new();
         for inst in self.files.values_mut() {
             let idle = inst.last_data.elapsed();
-            if inst.file.is_some() && inst.at_eof && inst.gone && idle >= self.s.close_inactive {
+            let open_idle = inst.file.is_some() && inst.at_eof && idle >= self.s.close_inactive;
+            if open_idle && inst.gone {
+                // Rotated or deleted, read to its end and quiet: the last record goes now.
                 if let Ok(Read::Group(g)) = inst.read(&self.s, source, true) {
                     if !g.is_empty() {
                         out.push(g);
                     }
                 }
                 inst.close();
+                inst.finished = true;
                 self.open -= 1;
-            }
-            if inst.file.is_some()
-                && inst.at_eof
-                && !inst.gone
-                && !inst.has_partial()
-                && idle >= self.s.close_inactive
-            {
+            } else if open_idle && !inst.has_partial() {
                 inst.close();
                 self.open -= 1;
             }
-            if inst.gone && inst.file.is_none() && inst.tracker.pending() == 0 {
+            if inst.gone && inst.file.is_none() && !inst.finished {
+                reopen.push(inst.id);
+            }
+            if inst.finished && inst.tracker.pending() == 0 {
                 ended.push(inst.id);
             }
+        }
+        for id in reopen {
+            // A gone file waiting for a descriptor (or closed while idle before it went).
+            self.reopen(id);
         }
         for id in ended {
             if let Some(inst) = self.files.remove(&id) {
                 inst.tracker.forget();
-                self.cx
-                    .volatile
-                    .remove_object(&format!("input_file|{}", self.key(id)));
+                self.cx.volatile.remove_object(&slot(&self.key(id)));
             }
         }
         out
@@ -497,7 +573,6 @@ impl FileTask {
 
     async fn send_all(&self, io: &mut dyn InputIo, groups: Vec<EventGroup>) -> Result<(), String> {
         for g in groups {
-            self.stats.add_groups_out(std::slice::from_ref(&g));
             if io.send(g).await.is_err() {
                 return Err("pipeline closed".into());
             }
@@ -569,6 +644,11 @@ impl FileTask {
 
 /// Keeps a tracker in the config's volatile state (a named type, so it can be found again).
 struct TrackerSlot(Arc<Tracker>);
+
+/// The name of the tracker of `key` in the config's volatile state.
+fn slot(key: &str) -> String {
+    format!("input_file|{key}")
+}
 
 impl ServiceInput for FileTask {
     fn run<'a>(&'a mut self, io: &'a mut dyn InputIo) -> BoxFuture<'a, Result<(), String>> {

@@ -305,6 +305,9 @@ enum Op {
     Rotate,
     /// Reads and acknowledges everything, then truncates the live file.
     Truncate,
+    /// Copies the live file away (out of the glob) and truncates it, as logrotate's
+    /// copytruncate does (what was not read yet is in the copy).
+    CopyTruncate,
     /// Reads and acknowledges everything, deletes the live file (the next write starts a new
     /// one).
     Delete,
@@ -321,6 +324,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1u8..40).prop_map(Op::Write),
         1 => Just(Op::Rotate),
         1 => Just(Op::Truncate),
+        1 => Just(Op::CopyTruncate),
         1 => Just(Op::Delete),
         3 => any::<bool>().prop_map(Op::Read),
         1 => Just(Op::Restart),
@@ -329,7 +333,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Whatever happens to the file and the process, every line written is delivered exactly
     /// once: what was acknowledged is never read again, what was not is read again after a
@@ -359,6 +363,15 @@ proptest! {
                     inflight.extend(r.drain());
                     rotated += 1;
                     let _ = fs::rename(r.path("app.log"), r.path(&format!("app.log.{rotated}")));
+                }
+                Op::CopyTruncate => {
+                    inflight.extend(r.drain());
+                    rotated += 1;
+                    let copy = r.path(&format!("app.log.{rotated}"));
+                    if fs::copy(r.path("app.log"), copy).is_ok() {
+                        let f = OpenOptions::new().write(true).open(r.path("app.log")).unwrap();
+                        f.set_len(0).unwrap();
+                    }
                 }
                 Op::Truncate | Op::Delete => {
                     inflight.extend(r.drain());
