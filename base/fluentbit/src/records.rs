@@ -324,16 +324,23 @@ pub fn encode_record<'a>(
 }
 
 /// Appends every log of a `LogGroup` as records (see [`encode_record`]); returns how many.
+/// The group's tags (an input's `__path__`, say) become fields `__tag__:<key>` of each record,
+/// as iLogtail shows them; the aggregator's `__pack_id__` is left out.
 pub fn encode_log_group(out: &mut Vec<u8>, g: &LogGroup) -> usize {
+    let tags: Vec<(String, &[u8])> = g
+        .log_tags
+        .iter()
+        .filter(|t| t.key != "__pack_id__")
+        .map(|t| (format!("__tag__:{}", t.key), t.value.as_bytes()))
+        .collect();
     for log in &g.logs {
-        encode_record(
-            out,
-            log.time,
-            log.time_ns.unwrap_or(0),
-            log.contents
-                .iter()
-                .map(|c| (c.key.as_bytes(), c.value.as_bytes())),
-        );
+        let contents = log
+            .contents
+            .iter()
+            .map(|c| (c.key.as_bytes(), c.value.as_bytes()));
+        let tagged = tags.iter().map(|(k, v)| (k.as_bytes(), *v));
+        let all: Vec<(&[u8], &[u8])> = contents.chain(tagged).collect();
+        encode_record(out, log.time, log.time_ns.unwrap_or(0), all.into_iter());
     }
     g.logs.len()
 }

@@ -327,6 +327,18 @@ impl PluginContext {
             })
     }
 
+    /// Writes everything saved so far to disk, waiting at most `wait` (for state that must
+    /// survive a crash right after it was saved: that a task has started, say).
+    ///
+    /// # Errors
+    /// When no store is open, or the flush fails or does not complete in time.
+    pub fn flush_store(&self, wait: std::time::Duration) -> Result<(), String> {
+        match &self.store {
+            Some(s) => s.flush(wait).map_err(|e| e.to_string()),
+            None => Err("no checkpoint store".into()),
+        }
+    }
+
     /// Reads a checkpoint saved by [`PluginContext::save_checkpoint`].
     pub fn get_checkpoint(&self, key: &str) -> Option<Vec<u8>> {
         self.store.as_ref()?.get(&self.config_name, key)

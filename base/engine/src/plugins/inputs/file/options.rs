@@ -177,19 +177,22 @@ impl Settings {
     /// A [`DetailError`] naming the field.
     pub(super) fn parse(detail: &Value) -> Result<Self, DetailError> {
         let o: Options = parse_detail(detail)?;
+        // Every problem is reported, not only the first.
+        let mut errs: Vec<DetailError> = Vec::new();
+        let mut fail = |field: &str, message: &str| errs.push(DetailError::new(field, message));
         if o.enable_container_discovery {
-            return Err(DetailError::new(
+            fail(
                 "EnableContainerDiscovery",
                 "container discovery is not available in this runtime; collect the containers' \
                  log paths (mounted on the host) instead",
-            ));
+            );
         }
         if o.enable_exactly_once > 0 {
-            return Err(DetailError::new(
+            fail(
                 "EnableExactlyOnce",
                 "exactly-once is not available; every line is delivered at least once, with \
                  pack ids that let a receiver drop repeats",
-            ));
+            );
         }
         for (name, v) in [
             ("ContainerFilters", &o.container_filters),
@@ -197,10 +200,10 @@ impl Settings {
             ("ExternalEnvTag", &o.external_env_tag),
         ] {
             if v.as_ref().is_some_and(|v| !v.is_null()) {
-                return Err(DetailError::new(
+                fail(
                     name,
                     "applies only with EnableContainerDiscovery, which is not available",
-                ));
+                );
             }
         }
         let _ = (
@@ -209,9 +212,6 @@ impl Settings {
             o.preserved_dir_depth,
             o.allowing_collecting_files_in_root_dir,
         );
-        if o.max_dir_search_depth > 1000 {
-            return Err(DetailError::new("MaxDirSearchDepth", "must be 0 to 1000"));
-        }
         let matcher = PathMatcher::new(&MatcherOptions {
             file_paths: o.file_paths,
             max_dir_search_depth: o.max_dir_search_depth,
@@ -219,27 +219,35 @@ impl Settings {
             exclude_files: o.exclude_files,
             exclude_dirs: o.exclude_dirs,
         })
-        .map_err(|(field, message)| DetailError::new(field, message))?;
+        .map_err(|(field, message)| fail(&field, &message))
+        .ok();
         let gbk = match o.file_encoding.to_ascii_lowercase().as_str() {
             "utf8" | "utf-8" => false,
             "gbk" => true,
-            _ => return Err(DetailError::new("FileEncoding", "must be utf8 or gbk")),
+            _ => {
+                fail("FileEncoding", "must be utf8 or gbk");
+                false
+            }
         };
         if o.tail_size_kb > 10_485_760 {
-            return Err(DetailError::new("TailSizeKB", "must be 0 to 10485760"));
+            fail("TailSizeKB", "must be 0 to 10485760");
         }
         if o.max_line_bytes < 64 || o.max_line_bytes > 64 << 20 {
-            return Err(DetailError::new("MaxLineBytes", "must be 64 to 67108864"));
+            fail("MaxLineBytes", "must be 64 to 67108864");
         }
         if o.max_open_files == 0 {
-            return Err(DetailError::new("MaxOpenFiles", "must be at least 1"));
+            fail("MaxOpenFiles", "must be at least 1");
         }
         if o.scan_interval_ms < 10 {
-            return Err(DetailError::new("ScanIntervalMs", "must be at least 10"));
+            fail("ScanIntervalMs", "must be at least 10");
         }
-        let multiline = match o.multiline {
+        let multiline = match o.multiline.map(multiline) {
             None => None,
-            Some(m) => Some(multiline(m)?),
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                fail(&e.field, &e.message);
+                None
+            }
         };
         let mut path_tag = Some(config_text(PATH_TAG.as_bytes()));
         let mut inode_tag = o
@@ -250,10 +258,11 @@ impl Settings {
                 "FilePathTagKey" => (&mut path_tag, PATH_TAG),
                 "FileInodeTagKey" => (&mut inode_tag, INODE_TAG),
                 _ => {
-                    return Err(DetailError::new(
-                        format!("Tags.{k}"),
+                    fail(
+                        &format!("Tags.{k}"),
                         "unknown tag (FilePathTagKey, FileInodeTagKey)",
-                    ))
+                    );
+                    continue;
                 }
             };
             *slot.0 = match v.as_str() {
@@ -264,11 +273,20 @@ impl Settings {
         }
         let offset_key = match (&o.file_offset_key, o.appending_log_position_meta) {
             (Some(k), _) if k.is_empty() => {
-                return Err(DetailError::new("FileOffsetKey", "must not be empty"))
+                fail("FileOffsetKey", "must not be empty");
+                None
             }
             (Some(k), _) => Some(config_text(k.as_bytes())),
             (None, true) => Some(config_text(OFFSET_KEY.as_bytes())),
             (None, false) => None,
+        };
+        let (Some(matcher), true) = (matcher, errs.is_empty()) else {
+            let mut all = errs.into_iter();
+            let mut first = all
+                .next()
+                .unwrap_or_else(|| DetailError::new("", "invalid options"));
+            first.more = all.collect();
+            return Err(first);
         };
         Ok(Self {
             matcher,

@@ -18,6 +18,8 @@ const TASKS: &str = "file_tasks";
 const MAX_FILES: usize = 100_000;
 /// How often open files are checked for new data when no notification came.
 const POLL: Duration = Duration::from_millis(250);
+/// Longest wait for the store to write a task's first state.
+const FIRST_FLUSH: Duration = Duration::from_secs(2);
 /// Entries of a directory looked at for the copy of a truncated file, at most.
 const COPY_SEARCH: usize = 10_000;
 
@@ -132,7 +134,19 @@ impl FileTask {
                 inst.gone = true;
             }
         }
-        self.tail_next_scan = false;
+        if std::mem::take(&mut self.tail_next_scan) {
+            // A crash before these rows reach the disk would apply TailSizeKB again at the
+            // next start, skipping what was written since: flush them now, once per task.
+            if let Err(e) = self.cx.flush_store(FIRST_FLUSH) {
+                if self.cx.store.is_some() {
+                    self.cx.alarm(
+                        AlarmType::CheckpointError,
+                        Level::Error,
+                        format!("cannot flush the first state of the task: {e}"),
+                    );
+                }
+            }
+        }
         if !self.restored.is_empty() {
             self.recover_rotated();
         }
