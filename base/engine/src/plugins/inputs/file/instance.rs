@@ -500,9 +500,11 @@ impl Instance {
         g
     }
 
-    /// Closes the descriptor (the instance stays known).
+    /// Closes the descriptor (the instance stays known) and gives back its scratch memory.
     pub(super) fn close(&mut self) {
         self.file = None;
+        self.records = Vec::new();
+        self.carry.shrink_to_fit();
     }
 }
 

@@ -296,6 +296,47 @@ fn gbk_files_arrive_as_utf8() {
     assert_eq!(contents(&r.drain()), ["中文 ok"]);
 }
 
+#[test]
+fn a_symlink_to_rotating_files_follows_each_target_to_its_end() {
+    let mut r = Rig::new(
+        "symlink",
+        |logs| serde_json::json!({"FilePaths": [format!("{}/current", logs.display())]}),
+    );
+    r.append("app-1.log", &numbered(0, 10));
+    std::os::unix::fs::symlink(r.path("app-1.log"), r.path("current")).unwrap();
+    let mut got = contents(&r.drain());
+    // The writer moves on to a new file and the link with it; the old file gets a last line.
+    r.append("app-2.log", &numbered(10, 20));
+    let tmp = r.path("current.tmp");
+    std::os::unix::fs::symlink(r.path("app-2.log"), &tmp).unwrap();
+    fs::rename(&tmp, r.path("current")).unwrap();
+    r.append("app-1.log", &numbered(20, 21));
+    got.extend(contents(&r.drain()));
+    got.sort();
+    assert_eq!(got, numbered(0, 21).lines().collect::<Vec<_>>());
+    let g = r.drain();
+    assert!(g.is_empty(), "nothing read twice: {:?}", contents(&g));
+}
+
+#[test]
+fn unmatched_lines_discarded_by_the_multiline_option_are_counted_and_alarmed() {
+    let mut r = Rig::new("discard", |logs| {
+        serde_json::json!({"FilePaths": [format!("{}/*.log", logs.display())],
+            "FlushTimeoutSecs": 0,
+            "Multiline": {"StartPattern": "START.*", "UnmatchedContentTreatment": "discard"}})
+    });
+    r.append("a.log", "junk 1\njunk 2\nSTART a\n  more\nSTART b\n");
+    let got = contents(&r.drain());
+    assert_eq!(got, ["START a\n  more", "START b"]);
+    let stats = r.stats.plugin("cfg", "input_file/0");
+    assert_eq!(stats.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let alarms = r.stats.take_alarms().0;
+    assert!(
+        alarms.iter().any(|a| a.kind == AlarmType::DataDropped),
+        "{alarms:?}"
+    );
+}
+
 /// What the model-based test does to the files and the process.
 #[derive(Debug, Clone)]
 enum Op {
