@@ -55,6 +55,18 @@ impl LogEvent {
         }
     }
 
+    /// An event whose contents are only in `raw`, a log encoded by
+    /// [`crate::proto::encode_log`]: sent as it is, decoded when something reads it.
+    pub(crate) fn from_encoded(time: u32, raw: Bytes) -> Self {
+        Self {
+            time,
+            time_ns: None,
+            contents: Vec::new(),
+            encoded: Some(raw),
+            pending: true,
+        }
+    }
+
     /// Forgets the original encoding (decoding the contents first): the event is about to
     /// change.
     pub fn touch(&mut self) {

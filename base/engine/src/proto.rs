@@ -468,6 +468,17 @@ fn put_pair(out: &mut Vec<u8>, tag: u8, k: &[u8], v: &[u8]) {
     put_bytes_field(out, 2, v);
 }
 
+/// Appends the encoding of one log (`Time`, then `contents` in order, no `Time_ns`) exactly as
+/// [`encode_log_group`] writes it, without the length prefix: what an input that produces
+/// logs ready to send puts in [`LogEvent::encoded`] (see [`LogEvent::from_encoded`]).
+pub(crate) fn encode_log(out: &mut Vec<u8>, time: u32, contents: &[(&[u8], &[u8])]) {
+    out.push(1 << 3);
+    put_varint(out, u64::from(time));
+    for (k, v) in contents {
+        put_pair(out, 2, k, v);
+    }
+}
+
 /// The original encoding of `log`, when it can be sent as it is. Its time_ns is the last
 /// field (see [`decode_log_range`]), so a flusher that leaves time_ns out cuts it off.
 #[inline(always)]
@@ -561,6 +572,28 @@ pub fn encode_log_group(out: &mut Vec<u8>, group: &EventGroup, header: &GroupHea
 mod tests {
     use super::*;
     use prost::Message;
+
+    #[test]
+    fn logs_encoded_by_an_input_are_sent_as_they_are_and_decode_to_their_contents() {
+        let mut raw = Vec::new();
+        encode_log(
+            &mut raw,
+            1_700_000_000,
+            &[(b"content", b"hello"), (b"k", b"v")],
+        );
+        let mut e = LogEvent::from_encoded(1_700_000_000, Bytes::from(raw));
+        let group = EventGroup {
+            events: vec![e.clone()],
+            ..EventGroup::default()
+        };
+        let mut out = Vec::new();
+        encode_log_group(&mut out, &group, &GroupHeader::default());
+        let back = LogGroup::decode(out.as_slice()).unwrap();
+        assert_eq!(back.logs[0].time, 1_700_000_000);
+        assert_eq!(back.logs[0].contents[1].value, "v");
+        e.decode_contents();
+        assert_eq!(e.get(b"content").map(|v| v.as_ref()), Some(&b"hello"[..]));
+    }
 
     fn sample() -> LogGroup {
         LogGroup {

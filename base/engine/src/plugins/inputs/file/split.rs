@@ -43,7 +43,8 @@ pub(crate) struct Multiline {
 }
 
 impl Multiline {
-    /// Compiles the patterns as full-line matches (`^(?:p)$`); an empty pattern counts as unset.
+    /// Compiles the patterns as full-line matches (`^(?:p)$`, see [`full_line`]); an empty
+    /// pattern counts as unset.
     /// Errors are `(field, message)`, field `Multiline.StartPattern` etc., or `Multiline` when
     /// neither a start nor an end pattern is given (a ContinuePattern alone is not enough).
     pub(crate) fn new(
@@ -54,7 +55,7 @@ impl Multiline {
     ) -> Result<Self, (String, String)> {
         let compile = |p: Option<&str>, field: &str| match p.filter(|p| !p.is_empty()) {
             None => Ok(None),
-            Some(p) => Regex::new(&format!("^(?:{p})$"))
+            Some(p) => Regex::new(&full_line(p))
                 .map(Some)
                 .map_err(|e| (format!("Multiline.{field}"), e.to_string())),
         };
@@ -159,28 +160,70 @@ fn strip_cr(buf: &[u8], lo: usize, nl: usize) -> usize {
 }
 
 /// Classifies a line (or the head of an over-long one) like iLogtail does.
+/// The regex matching whole lines for pattern `p`: `^(?:p)$`, or `^(?:p)` when `p` ends with
+/// `.*` at its top level (the usual `\d{4}-\d{2}-\d{2} .*`): any rest of the line matches it
+/// (a line holds no newline), so the match may stop after the prefix instead of running to the
+/// end of every line. The rest may then be any bytes, also ones that are not UTF-8 (GBK text
+/// after a date, say), where `.` would have refused them.
+fn full_line(p: &str) -> String {
+    use regex_syntax::hir::{Dot, HirKind};
+    let ends_with_any = regex_syntax::Parser::new()
+        .parse(p)
+        .ok()
+        .is_some_and(|h| match h.kind() {
+            HirKind::Concat(parts) => parts.last().is_some_and(|last| match last.kind() {
+                HirKind::Repetition(r) => {
+                    r.min == 0
+                        && r.max.is_none()
+                        && [Dot::AnyCharExceptLF, Dot::AnyChar]
+                            .iter()
+                            .any(|d| *r.sub == regex_syntax::hir::Hir::dot(*d))
+                }
+                _ => false,
+            }),
+            _ => false,
+        });
+    if ends_with_any {
+        format!("^(?:{p})")
+    } else {
+        format!("^(?:{p})$")
+    }
+}
+
 fn classify(ml: &Multiline, open: bool, line: &[u8]) -> (Pre, Act) {
-    let m = |r: &Option<Regex>| r.as_ref().is_some_and(|r| r.is_match(line));
+    // Each pattern is matched at most once per line (the decisions below ask again).
+    let memo = |r: &Option<Regex>, seen: &std::cell::Cell<Option<bool>>| match seen.get() {
+        Some(v) => v,
+        None => {
+            let v = r.as_ref().is_some_and(|r| r.is_match(line));
+            seen.set(Some(v));
+            v
+        }
+    };
+    let (ms, mc, me) = Default::default();
+    let start = || memo(&ml.start, &ms);
+    let cont = || memo(&ml.cont, &mc);
+    let end = || memo(&ml.end, &me);
     let (s, c, e) = (ml.start.is_some(), ml.cont.is_some(), ml.end.is_some());
     let act = if !open {
-        if (s || c) && m(if s { &ml.start } else { &ml.cont }) {
+        if (s || c) && (if s { start() } else { cont() }) {
             Act::Join
-        } else if !s && m(&ml.end) {
+        } else if !s && end() {
             Act::Single
         } else if !s && !c {
             Act::Join // end only: any other line begins a record
         } else {
             Act::Unmatched
         }
-    } else if m(&ml.cont) || (e && !c && !m(&ml.end)) || (!e && !c && !m(&ml.start)) {
+    } else if cont() || (e && !c && !end()) || (!e && !c && !start()) {
         Act::Join
     } else if e {
-        return if m(&ml.end) {
+        return if end() {
             (Pre::Keep, Act::End)
         } else {
             (Pre::Drop, Act::Unmatched)
         };
-    } else if m(&ml.start) {
+    } else if start() {
         return (Pre::Close, Act::Join);
     } else {
         return (Pre::Close, Act::Unmatched);
@@ -436,6 +479,27 @@ impl Splitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trailing_dot_star_needs_no_end_anchor() {
+        assert_eq!(full_line(r"\d{4}-\d{2} .*"), r"^(?:\d{4}-\d{2} .*)");
+        assert_eq!(
+            full_line(r"a|b.*"),
+            r"^(?:a|b.*)$",
+            "the .* belongs to one branch"
+        );
+        assert_eq!(full_line(r"a\.*"), r"^(?:a\.*)$", "dots, not any character");
+        assert_eq!(
+            full_line(r"a.*?"),
+            r"^(?:a.*?)",
+            "lazy or not, whether it matches"
+        );
+        assert_eq!(full_line(r"(a.*)"), r"^(?:(a.*))$");
+        let ml = Multiline::new(Some(r"\d+ .*"), None, None, Unmatched::SingleLine).unwrap();
+        let start = ml.start.unwrap();
+        assert!(start.is_match(b"2026 \xd6\xd0 gbk after the date"));
+        assert!(!start.is_match(b"x2026 y"));
+    }
     use proptest::prelude::*;
 
     type Recs = Vec<(Vec<u8>, u32)>;

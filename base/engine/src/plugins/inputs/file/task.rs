@@ -1,6 +1,8 @@
 //! The task of one `input_file`: discovery, the instances, their reading and their end.
 
-use super::instance::{FileId, Fingerprint, Instance, Read, Saved, Tracker, INSTANCES, OFFSETS};
+use super::instance::{
+    Buffers, FileId, Fingerprint, Instance, Read, Saved, Tracker, INSTANCES, OFFSETS,
+};
 use super::options::Settings;
 use super::watch::DirWatcher;
 use crate::api::prelude::*;
@@ -39,6 +41,7 @@ pub(super) struct FileTask {
     wake: Arc<tokio::sync::Notify>,
     last_scan: Option<Instant>,
     open: usize,
+    buffers: Buffers,
 }
 
 impl FileTask {
@@ -56,6 +59,7 @@ impl FileTask {
             wake: Arc::new(tokio::sync::Notify::new()),
             last_scan: None,
             open: 0,
+            buffers: Buffers::default(),
         }
     }
 
@@ -380,7 +384,7 @@ impl FileTask {
             let Some(inst) = self.files.get_mut(&id) else {
                 continue;
             };
-            let read = inst.read(&self.s, source, false);
+            let read = inst.read(&self.s, source, false, &mut self.buffers);
             if inst.discarded > 0 {
                 let n = std::mem::take(&mut inst.discarded);
                 PluginStats::add(&self.stats.dropped, n);
@@ -553,7 +557,7 @@ impl FileTask {
             let open_idle = inst.file.is_some() && inst.at_eof && idle >= self.s.close_inactive;
             if open_idle && inst.gone {
                 // Rotated or deleted, read to its end and quiet: the last record goes now.
-                if let Ok(Read::Group(g)) = inst.read(&self.s, source, true) {
+                if let Ok(Read::Group(g)) = inst.read(&self.s, source, true, &mut self.buffers) {
                     if !g.is_empty() {
                         out.push(g);
                     }

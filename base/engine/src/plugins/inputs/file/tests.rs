@@ -119,10 +119,19 @@ impl Rig {
     }
 }
 
-fn contents(groups: &[EventGroup]) -> Vec<String> {
-    groups
+/// Every event, decoded (the input sends them encoded, ready for the host).
+fn events(groups: &[EventGroup]) -> Vec<LogEvent> {
+    let mut all: Vec<LogEvent> = groups
         .iter()
-        .flat_map(|g| g.events.iter())
+        .flat_map(|g| g.events.iter().cloned())
+        .collect();
+    all.iter_mut().for_each(LogEvent::decode_contents);
+    all
+}
+
+fn contents(groups: &[EventGroup]) -> Vec<String> {
+    events(groups)
+        .iter()
         .map(|e| String::from_utf8_lossy(e.get(b"content").unwrap()).into_owned())
         .collect()
 }
@@ -155,7 +164,7 @@ fn lines_carry_the_path_tag_and_resume_after_a_restart_at_the_committed_offset()
     );
     assert!(g[0].tag(b"__inode__").is_some());
     assert_eq!(
-        g[0].events[1].get(b"__file_offset__").unwrap().as_ref(),
+        events(&g)[1].get(b"__file_offset__").unwrap().as_ref(),
         b"12"
     );
     drop(g); // delivered
@@ -271,7 +280,7 @@ fn long_lines_are_cut_into_marked_pieces() {
     let long = "x".repeat(2500);
     r.append("a.log", &format!("short\n{long}\nafter\n"));
     let g = r.drain();
-    let events: Vec<&LogEvent> = g.iter().flat_map(|g| g.events.iter()).collect();
+    let events = events(&g);
     let cuts: Vec<String> = events
         .iter()
         .filter_map(|e| e.get(b"__line_cut__"))
