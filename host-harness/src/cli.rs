@@ -79,10 +79,42 @@ CPU seconds (user+sys over the timed region), CPU seconds per million events, MB
 CPU-second, and peak RSS.";
 
 const BENCH_AFTER_LONG_HELP: &str = "\
+File collection (--file):
+    Instead of pushing LogGroups, reads a log file with the base's input_file: generates (or
+    reuses) a file of at least --file-mb MB, kept at --keep-file (default
+    <temp dir>/plugin-bench-file/single-<N>MB.log, or multiline-<N>MB.log) with a sidecar
+    <file>.meta.json holding its kind, size and record count; a file is reused when the
+    sidecar matches the kind, --file-mb and the file's size (generation is timed apart, never
+    measured). Single-line: nginx access-log lines (~200 bytes). --multiline: Java logs
+    (`2026-12-01 16:47:36.123 INFO [thread-3] com.example.Foo - ...`), ~20% of records an
+    ERROR line followed by 5-30 `\\tat ...` frames, sometimes `Caused by: ...` and
+    `\\t... N more`.
+    Config \"bench_file\": input_file {FilePaths [file], TailSizeKB 10485760 (read from the
+    beginning), FlushTimeoutSecs 1, with --multiline Multiline.StartPattern
+    \\d{4}-\\d{2}-\\d{2} .*}, aggregator_default, flusher_sls. Timed from LoadConfig until the
+    host has received one log per record; reports MB read, wall seconds, process CPU seconds
+    (user+sys), MB per CPU-second, MB/s, peak RSS during the run (VmHWM, reset before
+    LoadConfig) and VmRSS before/after; exit 1 unless exactly the expected logs arrived (counted
+    again after HoldOn(1)). Use a fresh --data-dir (the default): checkpoints in a reused one
+    make the input skip what it has read.
+    The file is read once before the run (not measured) so that it is in the page cache.
+    --fluent-bit [PATH] then runs, on the same file, `PATH -q -i tail -p path=FILE
+    -p read_from_head=true -p exit_on_eof=true -p file_cache_advise=off
+    [-p multiline.parser=java] -o null -f 1` (PATH default: $FLUENT_BIT_BIN, else
+    ../shared/tools/fluent-bit/bin/fluent-bit next to the repository) and reports its CPU
+    seconds (RUSAGE_CHILDREN), wall seconds (startup and its exit on EOF included), peak RSS,
+    MB per CPU-second, and ours / Fluent Bit. (file_cache_advise=off: by default tail drops
+    the file from the page cache with posix_fadvise and reads it from the disk.) A Fluent
+    Bit that fails after reading the whole file (the offset of its descriptor, polled from
+    /proc) gives a warning and its figures; one that fails before, or runs past --timeout, an
+    error.
+
 Examples (build with `cargo build --release` first):
     target/release/host-harness bench --scenario raw --events 2000000
     target/release/host-harness bench --scenario regex-filter-add --json
-    target/release/host-harness bench --input json --processors my-processors.json";
+    target/release/host-harness bench --input json --processors my-processors.json
+    target/release/host-harness bench --file --fluent-bit
+    target/release/host-harness bench --file --multiline --file-mb 256 --fluent-bit --json";
 
 const FOOTPRINT_LONG_ABOUT: &str = "\
 what configs cost the host process (RSS, OS threads), idle and over time
@@ -661,6 +693,43 @@ pub struct BenchOpts {
     /// print one JSON line instead of the table
     #[arg(long)]
     pub json: bool,
+    /// read a generated log file with input_file instead of pushing
+    /// LogGroups (see File collection below)
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "scenario", "input", "processors", "events", "batch", "threads",
+            "expect_logs", "loongcollector",
+        ],
+        verbatim_doc_comment
+    )]
+    pub file: bool,
+    /// size of the --file log file, MB (10^6 bytes)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        value_parser = positive,
+        requires = "file"
+    )]
+    pub file_mb: u64,
+    /// --file: Java logs with stack traces, read with Multiline.StartPattern
+    #[arg(long, requires = "file")]
+    pub multiline: bool,
+    /// --file: also read the file with Fluent Bit's tail → null, same run
+    /// (PATH default: $FLUENT_BIT_BIN, else ../shared/tools/fluent-bit/bin/fluent-bit)
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        requires = "file",
+        verbatim_doc_comment
+    )]
+    pub fluent_bit: Option<Option<PathBuf>>,
+    /// --file: where the generated file is kept and reused from
+    /// (default: <temp dir>/plugin-bench-file/<single|multiline>-<N>MB.log)
+    #[arg(long, value_name = "PATH", requires = "file", verbatim_doc_comment)]
+    pub keep_file: Option<PathBuf>,
 }
 
 impl Default for BenchOpts {
@@ -680,6 +749,11 @@ impl Default for BenchOpts {
             loongcollector: false,
             verify: false,
             json: false,
+            file: false,
+            file_mb: 1024,
+            multiline: false,
+            fluent_bit: None,
+            keep_file: None,
         }
     }
 }
@@ -1278,6 +1352,52 @@ mod tests {
             assert_eq!(kind, ErrorKind::ArgumentConflict, "{text}");
             assert!(text.contains("cannot be used with"), "{text}");
         }
+    }
+
+    #[test]
+    fn bench_file_options() {
+        let o = bench(&["bench", "--file"]);
+        assert!(o.file && !o.multiline);
+        assert_eq!((o.file_mb, o.fluent_bit, o.keep_file), (1024, None, None));
+        let o = bench(&["bench", "--file", "--fluent-bit", "--multiline", "--json"]);
+        assert_eq!(o.fluent_bit, Some(None), "--fluent-bit without PATH");
+        assert!(o.multiline && o.json);
+        let o = bench(&[
+            "bench",
+            "--file",
+            "--file-mb=8",
+            "--fluent-bit",
+            "/x/fluent-bit",
+            "--keep-file",
+            "/k/f.log",
+            "--timeout",
+            "30",
+        ]);
+        assert_eq!(o.file_mb, 8);
+        assert_eq!(o.fluent_bit, Some(Some(PathBuf::from("/x/fluent-bit"))));
+        assert_eq!(o.keep_file, Some(PathBuf::from("/k/f.log")));
+        for args in [
+            &["bench", "--file", "--scenario", "raw"][..],
+            &["bench", "--file", "--events", "10"],
+            &["bench", "--file", "--input", "json"],
+            &["bench", "--file", "--loongcollector"],
+        ] {
+            let (kind, text) = err(args);
+            assert_eq!(kind, ErrorKind::ArgumentConflict, "{args:?}: {text}");
+        }
+        for args in [
+            &["bench", "--multiline"][..],
+            &["bench", "--file-mb", "8"],
+            &["bench", "--fluent-bit"],
+            &["bench", "--keep-file", "f"],
+        ] {
+            let (kind, text) = err(args);
+            assert_eq!(kind, ErrorKind::MissingRequiredArgument, "{args:?}: {text}");
+            assert!(text.contains("--file"), "{args:?}: {text}");
+        }
+        let (_, text) = err(&["bench", "--file", "--file-mb", "0"]);
+        assert!(text.contains("at least 1"), "{text}");
+        assert!(shown(&["bench", "--help"]).contains("File collection (--file):"));
     }
 
     #[test]

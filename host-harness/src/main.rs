@@ -1,8 +1,10 @@
 //! host-harness: loads `libPluginAdapter.so` and `libPluginBase.so` exactly like an iLogtail
 //! host does, and drives them: `run` configs and print what arrives, `validate` configs,
-//! `bench` the processing path, measure the `footprint` of configs. See `host-harness --help`.
+//! `bench` the processing path (or, with `--file`, file collection), measure the `footprint`
+//! of configs. See `host-harness --help`.
 
 mod bench;
+mod bench_file;
 mod cli;
 mod fluentbit;
 mod footprint;
@@ -23,6 +25,7 @@ fn main() {
     let code = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(o)) => run::run(o),
         Ok(Command::Validate(o)) => validate::run(o),
+        Ok(Command::Bench(o)) if o.file => bench_file::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
         Ok(Command::Footprint(o)) => footprint::run(o),
         Ok(Command::FluentBit(o)) => fluentbit::run(o),

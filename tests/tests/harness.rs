@@ -126,6 +126,39 @@ fn bench_delivers_every_event_through_both_host_generations() {
     }
 }
 
+/// `bench --file`: the harness generates a small log file, the base's `input_file` reads it
+/// from the beginning, and the host receives exactly one log per generated line; a second run
+/// reuses the kept file (same record count, nothing generated).
+#[test]
+fn bench_file_delivers_every_line_of_the_generated_file() {
+    let dir = TempDir::new("harness-bench-file");
+    let file = dir.path().join("single-8MB.log");
+    let mut expected = None;
+    for round in 0..2 {
+        let out = run_with_timeout(
+            harness_cmd()
+                .env("PLUGIN_BASE_LOG", "warn")
+                .args(["bench", "--file", "--json"])
+                .args(["--file-mb", "8", "--timeout", "60"])
+                .arg("--keep-file")
+                .arg(&file),
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.code(), Some(0), "round {round}: {}", out.all_output());
+        let line = out.stdout.lines().last().unwrap_or_default();
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let want = v["expected_logs"].as_u64().expect("expected_logs");
+        assert!(want > 30_000, "8 MB of ~200-byte lines: {v}");
+        assert_eq!(v["received_logs"].as_u64(), Some(want), "{v}");
+        assert_eq!(v["bad_groups"].as_u64(), Some(0), "{v}");
+        assert!(v["file_mb"].as_f64().is_some_and(|mb| mb >= 8.0), "{v}");
+        assert!(v["mb_per_cpu_s"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+        assert_eq!(v["generated"].as_bool(), Some(round == 0), "{v}");
+        let first = *expected.get_or_insert(want);
+        assert_eq!(first, want, "the kept file is reused");
+    }
+}
+
 #[test]
 fn validate_accepts_a_good_config() {
     let dir = TempDir::new("harness-validate-ok");
