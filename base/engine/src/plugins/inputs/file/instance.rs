@@ -260,6 +260,11 @@ impl Tracker {
         self.save(&s);
     }
 
+    /// What the store holds for the file (its committed offset).
+    pub(super) fn saved(&self) -> Saved {
+        self.lock().saved.clone()
+    }
+
     /// The fingerprint of the content being tracked.
     pub(super) fn fingerprint(&self) -> Fingerprint {
         self.lock().saved.fp

@@ -59,6 +59,10 @@ struct Options {
     /// Seconds without new data after which a file is closed (reopened when it changes).
     #[serde(default = "default_close_inactive")]
     close_inactive_secs: u64,
+    /// Seconds without new data after which a closed file's instance ends (its state is kept
+    /// in a few bytes; the file is taken up again where it was when it grows).
+    #[serde(default = "default_instance_idle")]
+    instance_idle_secs: u64,
     /// LoongCollector's container discovery (not available: must be false).
     #[serde(default)]
     enable_container_discovery: bool,
@@ -134,6 +138,9 @@ const fn default_max_open_files() -> usize {
 const fn default_close_inactive() -> u64 {
     60
 }
+const fn default_instance_idle() -> u64 {
+    600
+}
 
 /// The default group tag holding a file's path.
 pub(super) const PATH_TAG: &str = "__path__";
@@ -168,6 +175,8 @@ pub(super) struct Settings {
     pub(super) max_open_files: usize,
     /// `CloseInactiveSecs`.
     pub(super) close_inactive: Duration,
+    /// `InstanceIdleSecs`.
+    pub(super) instance_idle: Duration,
 }
 
 impl Settings {
@@ -303,6 +312,7 @@ impl Settings {
             scan_interval: Duration::from_millis(o.scan_interval_ms),
             max_open_files: o.max_open_files,
             close_inactive: Duration::from_secs(o.close_inactive_secs.max(1)),
+            instance_idle: Duration::from_secs(o.instance_idle_secs.max(1)),
         })
     }
 }

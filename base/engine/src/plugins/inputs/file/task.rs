@@ -552,6 +552,7 @@ impl FileTask {
         let mut out = Vec::new();
         let mut ended = Vec::new();
         let mut reopen = Vec::new();
+        let mut dormant = Vec::new();
         for inst in self.files.values_mut() {
             let idle = inst.last_data.elapsed();
             let open_idle = inst.file.is_some() && inst.at_eof && idle >= self.s.close_inactive;
@@ -574,6 +575,21 @@ impl FileTask {
             }
             if inst.finished && inst.tracker.pending() == 0 {
                 ended.push(inst.id);
+            } else if inst.file.is_none()
+                && !inst.gone
+                && !inst.has_partial()
+                && idle >= self.s.instance_idle
+                && inst.tracker.pending() == 0
+            {
+                dormant.push(inst.id);
+            }
+        }
+        for id in dormant {
+            // Idle past the limit: the instance ends, its state (a few bytes) waits for the
+            // file to be found again by a scan, like state read from the store.
+            if let Some(inst) = self.files.remove(&id) {
+                self.restored.insert(id, inst.tracker.saved());
+                self.cx.volatile.remove_object(&slot(&self.key(id)));
             }
         }
         for id in reopen {
@@ -702,5 +718,13 @@ fn tail_start(file: &File, size: u64, tail: u64) -> u64 {
         if probe >= size {
             return size;
         }
+    }
+}
+
+#[cfg(test)]
+impl FileTask {
+    /// Instances in memory.
+    pub(super) fn instances(&self) -> usize {
+        self.files.len()
     }
 }

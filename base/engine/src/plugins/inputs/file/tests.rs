@@ -346,6 +346,25 @@ fn unmatched_lines_discarded_by_the_multiline_option_are_counted_and_alarmed() {
     );
 }
 
+#[test]
+fn an_instance_idle_past_the_limit_ends_and_its_file_is_taken_up_where_it_was() {
+    let mut r = Rig::new("dormant", |logs| {
+        serde_json::json!({"FilePaths": [format!("{}/*.log", logs.display())],
+            "CloseInactiveSecs": 1, "InstanceIdleSecs": 1})
+    });
+    r.append("a.log", &numbered(0, 10));
+    assert_eq!(contents(&r.drain()).len(), 10);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(r.drain().is_empty());
+    assert_eq!(r.task.instances(), 0, "the idle instance ended");
+    r.append("a.log", &numbered(10, 15));
+    assert_eq!(
+        contents(&r.drain()),
+        numbered(10, 15).lines().collect::<Vec<_>>()
+    );
+    assert_eq!(r.task.instances(), 1);
+}
+
 /// What the model-based test does to the files and the process.
 #[derive(Debug, Clone)]
 enum Op {
