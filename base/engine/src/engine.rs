@@ -189,6 +189,8 @@ struct Inner {
     closed: AtomicBool,
     /// Numbers pipeline instances (their stop markers in a shared feed).
     instances: AtomicU64,
+    /// What the plugins of every config of this engine share (one file watcher, say).
+    shared: Arc<crate::api::Volatile>,
     state: Mutex<State>,
     feeds: RwLock<HashMap<String, Arc<Feed>>>,
     /// `ProcessTimeoutMs`, readable without the state lock.
@@ -550,6 +552,7 @@ impl Inner {
             store,
             plugin: "".into(),
             volatile: st.volatile.entry(name.to_string()).or_default().clone(),
+            shared: self.shared.clone(),
             stats: self.stats.clone(),
         };
         let lane = match st.configs.get(name) {
@@ -1130,6 +1133,7 @@ impl Engine {
                 runtime: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 instances: AtomicU64::new(1),
+                shared: Arc::default(),
                 state: Mutex::new(State::default()),
                 feeds: RwLock::new(HashMap::new()),
                 process_wait_ms: AtomicU64::new(t.process_timeout_ms),

@@ -152,7 +152,8 @@ impl Default for Fnv64a {
     }
 }
 
-/// In-memory state of a config that survives reloads of the same name (not restarts).
+/// In-memory objects and positions kept by key: those of a config survive reloads of the same
+/// name (not restarts); those of an engine are shared by all its configs.
 #[derive(Default)]
 pub struct Volatile {
     positions: Mutex<HashMap<String, u64>>,
@@ -221,6 +222,9 @@ pub struct PluginContext {
     /// In-memory state of this config that survives reloads of the same name (not restarts):
     /// where an input got to, so its successor continues instead of starting over.
     pub volatile: Arc<Volatile>,
+    /// Objects the plugins of every config of the engine share (one file watcher for all
+    /// `input_file`s, say); kept as long as the engine.
+    pub shared: Arc<Volatile>,
     /// Statistics and alarms of the engine running the plugin.
     pub stats: Stats,
 }
@@ -239,6 +243,7 @@ impl PluginContext {
             store: None,
             plugin: "".into(),
             volatile: Arc::default(),
+            shared: Arc::default(),
             stats: Stats::default(),
         }
     }

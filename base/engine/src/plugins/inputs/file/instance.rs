@@ -390,6 +390,7 @@ impl Instance {
     /// its copy).
     pub(super) fn start_over(&mut self, s: &Settings, fp: Fingerprint, tracker: Arc<Tracker>) {
         self.fp = fp;
+        self.at_eof = false;
         self.done = 0;
         self.carry.clear();
         self.splitter = Splitter::new(s.split.clone());
@@ -400,6 +401,7 @@ impl Instance {
     /// Starts over at offset 0 (after a truncation).
     pub(super) fn restart(&mut self, s: &Settings, fp: Fingerprint) {
         self.fp = fp;
+        self.at_eof = false;
         self.done = 0;
         self.carry.clear();
         self.splitter = Splitter::new(s.split.clone());

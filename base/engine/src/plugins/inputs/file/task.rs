@@ -317,7 +317,7 @@ impl FileTask {
         match victim.and_then(|id| self.files.get_mut(&id)) {
             Some(inst) => {
                 inst.close();
-                self.open -= 1;
+                self.open = self.open.saturating_sub(1);
                 true
             }
             None => false,
@@ -377,8 +377,17 @@ impl FileTask {
         let mut ids: std::collections::VecDeque<FileId> = self.files.keys().copied().collect();
         let mut again = 0;
         while let Some(id) = ids.pop_front() {
-            let closed = self.files.get(&id).is_some_and(|i| i.file.is_none());
-            if closed && (poll || modified.contains(&id)) && !self.reopen(id) {
+            let Some((closed, at_eof)) = self.files.get(&id).map(|i| (i.file.is_none(), i.at_eof))
+            else {
+                continue;
+            };
+            let looked_at = poll || modified.contains(&id);
+            if closed && !(looked_at && self.reopen(id)) {
+                continue;
+            }
+            // A file read to its end is looked at again when notified or polled, not on every
+            // round another file's reading makes.
+            if !closed && at_eof && !looked_at {
                 continue;
             }
             let Some(inst) = self.files.get_mut(&id) else {
@@ -424,7 +433,7 @@ impl FileTask {
                         format!("cannot read {}: {e}", inst.path.display()),
                     );
                     inst.close();
-                    self.open -= 1;
+                    self.open = self.open.saturating_sub(1);
                 }
             }
         }
@@ -565,10 +574,10 @@ impl FileTask {
                 }
                 inst.close();
                 inst.finished = true;
-                self.open -= 1;
+                self.open = self.open.saturating_sub(1);
             } else if open_idle && !inst.has_partial() {
                 inst.close();
-                self.open -= 1;
+                self.open = self.open.saturating_sub(1);
             }
             if inst.gone && inst.file.is_none() && !inst.finished {
                 reopen.push(inst.id);
