@@ -4,7 +4,7 @@ use super::instance::{
     Buffers, FileId, Fingerprint, Instance, Read, Saved, Tracker, INSTANCES, OFFSETS,
 };
 use super::options::Settings;
-use super::watch::DirWatcher;
+use super::watch::{DirWatcher, WatchHub};
 use crate::api::prelude::*;
 use crate::stats::PluginStats;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -89,8 +89,12 @@ impl FileTask {
                 }
             }
         }
-        match DirWatcher::new(self.wake.clone()) {
-            Ok(w) => self.watcher = Some(w),
+        // One inotify instance and thread for every input_file of the engine.
+        let hub = self.cx.shared.object("input_file/watch", || {
+            HubSlot(WatchHub::new().map(Arc::new))
+        });
+        match &hub.0 {
+            Ok(h) => self.watcher = Some(DirWatcher::new(h.clone(), self.wake.clone())),
             Err(e) => tracing::warn!(config = %self.cx.config_name, error = %e,
                 "no change notification for input_file; relying on the scan"),
         }
@@ -684,6 +688,9 @@ impl FileTask {
         }
     }
 }
+
+/// The engine's file watcher, or why there is none (kept in the engine's shared objects).
+struct HubSlot(Result<Arc<WatchHub>, String>);
 
 /// Keeps a tracker in the config's volatile state (a named type, so it can be found again).
 struct TrackerSlot(Arc<Tracker>);

@@ -48,6 +48,8 @@ struct Rig {
     store: Store,
     stats: Stats,
     volatile: Arc<Volatile>,
+    /// The engine's shared objects (one file watcher for every task of the rig).
+    shared: Arc<Volatile>,
     task: FileTask,
     source: Bytes,
 }
@@ -59,23 +61,32 @@ impl Rig {
         let store = Store::open(&dir.0.join("store")).unwrap().store;
         let stats = Stats::default();
         let volatile = Arc::new(Volatile::default());
-        let task = Self::task(&detail, &store, &stats, &volatile);
+        let shared = Arc::new(Volatile::default());
+        let task = Self::task(&detail, &store, &stats, &volatile, &shared);
         Self {
             dir,
             detail,
             store,
             stats,
             volatile,
+            shared,
             task,
             source: Bytes::from_static(b"input_file/0"),
         }
     }
 
-    fn task(detail: &Value, store: &Store, stats: &Stats, volatile: &Arc<Volatile>) -> FileTask {
+    fn task(
+        detail: &Value,
+        store: &Store,
+        stats: &Stats,
+        volatile: &Arc<Volatile>,
+        shared: &Arc<Volatile>,
+    ) -> FileTask {
         let mut cx = PluginContext::for_check("cfg");
         cx.store = Some(store.clone());
         cx.stats = stats.clone();
         cx.volatile = volatile.clone();
+        cx.shared = shared.clone();
         cx.plugin = "input_file/0".into();
         FileTask::new(Settings::parse(detail).unwrap(), &cx)
     }
@@ -83,12 +94,24 @@ impl Rig {
     /// A new process on the same store (what was not acknowledged is lost with the old one).
     fn restart(&mut self) {
         self.volatile = Arc::new(Volatile::default());
-        self.task = Self::task(&self.detail, &self.store, &self.stats, &self.volatile);
+        self.task = Self::task(
+            &self.detail,
+            &self.store,
+            &self.stats,
+            &self.volatile,
+            &self.shared,
+        );
     }
 
     /// A reload: a new config of the same name in the same process.
     fn reload(&mut self) {
-        self.task = Self::task(&self.detail, &self.store, &self.stats, &self.volatile);
+        self.task = Self::task(
+            &self.detail,
+            &self.store,
+            &self.stats,
+            &self.volatile,
+            &self.shared,
+        );
     }
 
     /// Steps until a step produces nothing.
