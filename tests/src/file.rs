@@ -1,13 +1,16 @@
 //! Support for the end-to-end tests of the `input_file` input (`tests/tests/file_*.rs`).
 //!
 //! - Numbered lines: every test writes lines `<tag>-<n:07> <padding>` and checks, by
-//!   counting, that each `(tag, n)` arrived exactly once ([`numbered_line`], [`Tally`]).
+//!   counting, that each `(tag, n)` arrived exactly once ([`numbered_line`], [`Tally`];
+//!   [`Tally::assert_exactly_once`], [`HarnessRun::stop_expecting`] and
+//!   [`HarnessRun::expect_exactly_once`] check it, the failure message ending with the last
+//!   lines of the harness's stderr, [`stderr_end`]).
 //! - Configs: [`file_config`] builds a pipeline with one `input_file` and `flusher_sls`,
 //!   with short intervals so the tests run in seconds ([`base_detail`]).
 //! - [`HarnessRun`]: one `host-harness run` process per scenario (its own base, its own data
 //!   directory), its stdout (one JSON line per log group) in a file that is read while it
 //!   runs; stopped with SIGTERM (HoldOn(1)) or SIGKILL (`kill -9`). Tests of one file can
-//!   therefore run in parallel.
+//!   therefore run in parallel. [`test_dir`] and [`HarnessRun::start_in`] set one up.
 //! - [`Writer`] / [`BackgroundWriter`]: append numbered lines to a file, in one `write` per
 //!   batch of whole lines (a reader never sees half a line unless a test wants it to).
 
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::util::{harness_bin, lib_dir};
+use crate::util::{harness_bin, lib_dir, TempDir};
 
 /// The content key of every log the input makes.
 pub const CONTENT: &str = "content";
@@ -270,6 +273,24 @@ impl Tally {
         ))
     }
 
+    /// Panics unless [`Tally::exactly_once`] holds for `expected`. The message is
+    /// `<what>: <the problem>`, then `context` on the lines after it (nothing when empty),
+    /// e.g. the end of the harness's stderr ([`stderr_end`]).
+    #[track_caller]
+    pub fn assert_exactly_once(
+        &self,
+        expected: &BTreeSet<(String, u64)>,
+        what: &str,
+        context: &str,
+    ) {
+        if let Err(e) = self.exactly_once(expected) {
+            if context.is_empty() {
+                panic!("{what}: {e}");
+            }
+            panic!("{what}: {e}\n{context}");
+        }
+    }
+
     /// A one-line summary (logs, distinct, duplicated).
     pub fn summary(&self) -> String {
         let dups: usize = self.counts.values().map(|c| c - 1).sum();
@@ -278,6 +299,15 @@ impl Tally {
             self.total,
             self.distinct(),
             dups
+        )
+    }
+
+    /// `<n> lines expected; received <summary>`: a test's report line ([`report`]).
+    pub fn summary_for(&self, expected: &BTreeSet<(String, u64)>) -> String {
+        format!(
+            "{} lines expected; received {}",
+            expected.len(),
+            self.summary()
         )
     }
 }
@@ -298,6 +328,33 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// `(tag, n)` for every `n` of `range`.
 pub fn keys(tag: &str, range: std::ops::RangeInclusive<u64>) -> BTreeSet<(String, u64)> {
     range.map(|n| (tag.to_owned(), n)).collect()
+}
+
+/// A [`TempDir`] for one test (named after `prefix`), with a `logs` directory in it for the
+/// files the input reads; returns both.
+pub fn test_dir(prefix: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(prefix);
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("create {}: {e}", logs.display()));
+    (dir, logs)
+}
+
+/// How long a harness gets to exit after SIGTERM ([`HarnessRun::stop`]) in the file tests.
+pub const STOP: Duration = Duration::from_secs(20);
+
+/// How many lines of a harness's stderr a failure message shows ([`stderr_end`]).
+pub const STDERR_LINES: usize = 40;
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(n)..].join("\n")
+}
+
+/// The end of a failure message: a line `--- <label> (end) ---` (`label`: e.g. `stderr`,
+/// `run 2 stderr`), then the last [`STDERR_LINES`] lines of `stderr`.
+pub fn stderr_end(label: &str, stderr: &str) -> String {
+    format!("--- {label} (end) ---\n{}", tail(stderr, STDERR_LINES))
 }
 
 /// A `host-harness run` of one config file, its output going to files in `dir`.
@@ -358,6 +415,13 @@ impl HarnessRun {
         }
     }
 
+    /// Writes `config` to `<dir>/<name>.json` ([`write_config`]) and starts it with `args`
+    /// ([`HarnessRun::start`]: label `run`, data directory `<dir>/data`).
+    pub fn start_in(dir: &Path, name: &str, config: &str, args: &[&str]) -> Self {
+        let config_file = write_config(dir, name, config);
+        Self::start(dir, "run", &dir.join("data"), &config_file, args)
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -385,9 +449,7 @@ impl HarnessRun {
 
     /// The last `n` lines of stderr, for failure messages.
     pub fn stderr_tail(&self, n: usize) -> String {
-        let s = self.stderr();
-        let v: Vec<&str> = s.lines().collect();
-        v[v.len().saturating_sub(n)..].join("\n")
+        tail(&self.stderr(), n)
     }
 
     /// Whether the process still runs.
@@ -531,6 +593,40 @@ impl HarnessRun {
         }
     }
 
+    /// Stops the run ([`HarnessRun::stop`] with [`STOP`]), then asserts that `tally` (of
+    /// the logs it delivered) counts every key of `expected` exactly once: on failure the
+    /// message is `what`, the problem and the end of the run's stderr
+    /// ([`Tally::assert_exactly_once`], [`stderr_end`]). Returns what the run left.
+    #[track_caller]
+    pub fn stop_expecting(
+        self,
+        tally: &Tally,
+        expected: &BTreeSet<(String, u64)>,
+        what: &str,
+    ) -> Finished {
+        let fin = self.stop(STOP);
+        tally.assert_exactly_once(expected, what, &stderr_end("stderr", &fin.stderr));
+        fin
+    }
+
+    /// Waits (up to `timeout`) until every key of `expected` arrived ([`HarnessRun::wait_all`]),
+    /// then stops the run and asserts that each arrived exactly once and nothing else did
+    /// ([`HarnessRun::stop_expecting`]); `what` names the scenario in the failure messages.
+    /// Returns the logs received and their [`Tally`].
+    #[track_caller]
+    pub fn expect_exactly_once(
+        mut self,
+        expected: &BTreeSet<(String, u64)>,
+        timeout: Duration,
+        what: &str,
+    ) -> (Vec<FileLog>, Tally) {
+        let waiting_for = format!("{what}: the {} lines expected", expected.len());
+        let got = self.wait_all(expected, timeout, &waiting_for);
+        let tally = Tally::of(&got);
+        self.stop_expecting(&tally, expected, what);
+        (got, tally)
+    }
+
     /// `kill -9`, then the output it left.
     pub fn kill9(mut self) -> Finished {
         let mut child = self.child.take().expect("running");
@@ -569,6 +665,15 @@ pub fn append(path: &Path, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     f.write_all(bytes)
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Truncates `path` to 0 bytes (as copytruncate does), keeping the file (and its inode).
+pub fn truncate_file(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(0))
+        .unwrap_or_else(|e| panic!("truncate {}: {e}", path.display()));
 }
 
 /// Appends numbered lines of `tag` to one file, numbering on from where it stopped.
@@ -762,5 +867,24 @@ mod tests {
         );
         assert!(t.exactly_once(&keys("app-x", 42..=42)).is_ok());
         assert!(t.exactly_once(&keys("app-x", 41..=42)).is_err());
+        t.assert_exactly_once(&keys("app-x", 42..=42), "one line", "context");
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "two lines: expected 2 distinct lines exactly once; received 1 \
+                               logs, 1 distinct; missing 1 (first [(\"t\", 1)])"
+    )]
+    fn assert_exactly_once_names_what_and_the_problem() {
+        let log = FileLog {
+            tags: BTreeMap::new(),
+            contents: [(CONTENT.to_owned(), numbered_line("t", 2, 4))]
+                .into_iter()
+                .collect(),
+        };
+        let stderr = (1..=50).map(|i| format!("line {i}\n")).collect::<String>();
+        let end = stderr_end("stderr", &stderr);
+        assert!(end.starts_with("--- stderr (end) ---\nline 11\n") && end.ends_with("line 50"));
+        Tally::of(&[log]).assert_exactly_once(&keys("t", 1..=2), "two lines", &end);
     }
 }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use e2e_tests::file::{append, base_detail, file_config, keys, numbered_lines, store_logs, Tally};
+use e2e_tests::file::{
+    append, base_detail, file_config, keys, numbered_lines, report, store_logs, Tally,
+};
 use e2e_tests::session::hold_on_bounded;
 use e2e_tests::util::wait_stable;
 use e2e_tests::{base, store, wait_until, Session};
@@ -91,10 +93,9 @@ fn a_hundred_and_fifty_reloads_leak_no_descriptor_thread_or_memory_and_lose_no_l
         rss_kib(),
     );
     let tally = Tally::of(&store_logs(NAME));
-    let result = tally.exactly_once(&expected);
     s.exit(HOLD);
     assert!(done, "not every line arrived: {}", tally.summary());
-    result.unwrap_or_else(|e| panic!("after {CYCLES} reloads: {e}"));
+    tally.assert_exactly_once(&expected, &format!("after {CYCLES} reloads"), "");
     assert!(
         fds <= fds0 + 2,
         "descriptors grew from {fds0} (cycle {WARM}) to {fds} (cycle {CYCLES})"
@@ -107,11 +108,12 @@ fn a_hundred_and_fifty_reloads_leak_no_descriptor_thread_or_memory_and_lose_no_l
         rss <= rss0 + 8 * 1024,
         "RSS grew from {rss0} KiB (cycle {WARM}) to {rss} KiB (cycle {CYCLES})"
     );
-    if std::env::var_os("E2E_FILE_REPORT").is_some() {
-        eprintln!(
-            "file_churn: {} lines exactly once; fds {fds0} -> {fds}, threads {threads0} -> \
-             {threads}, RSS {rss0} -> {rss} KiB",
+    report(
+        "file_churn",
+        format!(
+            "{} lines exactly once; fds {fds0} -> {fds}, threads {threads0} -> {threads}, \
+             RSS {rss0} -> {rss} KiB",
             expected.len()
-        );
-    }
+        ),
+    );
 }

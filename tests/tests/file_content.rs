@@ -4,43 +4,29 @@
 //! `TailSizeKB` for a file present at the first start, and configs that must be refused
 //! (by `validate` and by `LoadConfig`) with the config, the plugin and the field named.
 
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
     append, base_detail, file_config, inode, keys, numbered_line, numbered_lines, report,
-    write_config, FileLog, HarnessRun, Tally, INODE_TAG, LINE_CUT_KEY, OFFSET_KEY,
+    stderr_end, test_dir, write_config, FileLog, HarnessRun, Tally, INODE_TAG, LINE_CUT_KEY,
+    OFFSET_KEY, STOP,
 };
 use e2e_tests::util::{harness_bin, lib_dir, run_with_timeout};
 use e2e_tests::TempDir;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-const STOP: Duration = Duration::from_secs(20);
-
-fn setup(prefix: &str) -> (TempDir, std::path::PathBuf) {
-    let dir = TempDir::new(prefix);
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    (dir, logs)
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
-}
 
 /// `MaxLineBytes` 1024 and a 5000-byte line between two short ones: five pieces of at most
 /// 1024 bytes, `__line_cut__` "1".."5", in order, concatenated equal to the line; the short
 /// lines and a 1000-byte line arrive whole, without `__line_cut__`.
 #[test]
 fn a_line_longer_than_max_line_bytes_arrives_in_marked_pieces() {
-    let (dir, logs) = setup("file-long-line");
+    let (dir, logs) = test_dir("file-long-line");
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert("MaxLineBytes".into(), json!(1024));
-    let cfg = write_config(dir.path(), "file_long_line", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_long_line", &file_config(d), &[]);
     let long = numbered_line("long", 1, 5000 - "long-0000001 ".len());
     assert_eq!(long.len(), 5000);
     let near = numbered_line("near", 1, 1000 - "near-0000001 ".len());
@@ -77,8 +63,7 @@ fn a_line_longer_than_max_line_bytes_arrives_in_marked_pieces() {
         let _ = got;
         run.settle(Duration::from_millis(600))
     };
-    let fin = run.stop(STOP);
-    let ctx = || format!("--- stderr (end) ---\n{}", tail(&fin.stderr, 30));
+    let ctx = stderr_end("stderr", &run.stop(STOP).stderr);
     let pieces: Vec<&FileLog> = got
         .iter()
         .filter(|l| l.contents.contains_key(LINE_CUT_KEY))
@@ -92,12 +77,12 @@ fn a_line_longer_than_max_line_bytes_arrives_in_marked_pieces() {
         cuts,
         ["1", "2", "3", "4", "5"],
         "__line_cut__ of the pieces (sizes {sizes:?})\n{}",
-        ctx()
+        ctx
     );
     assert!(
         sizes.iter().all(|s| *s <= 1024),
         "piece sizes {sizes:?}\n{}",
-        ctx()
+        ctx
     );
     let joined: String = pieces.iter().map(|l| l.content()).collect();
     assert!(
@@ -105,7 +90,7 @@ fn a_line_longer_than_max_line_bytes_arrives_in_marked_pieces() {
         "the pieces joined ({} bytes, starting {:?}) differ from the line written (5000 bytes)\n{}",
         joined.len(),
         &joined[..joined.len().min(40)],
-        ctx()
+        ctx
     );
     let whole: Vec<&FileLog> = got
         .iter()
@@ -120,7 +105,7 @@ fn a_line_longer_than_max_line_bytes_arrives_in_marked_pieces() {
             numbered_line("short", 2, 10)
         ],
         "the lines that fit MaxLineBytes\n{}",
-        ctx()
+        ctx
     );
     report(
         "long_line",
@@ -162,7 +147,7 @@ fn record_key(l: &FileLog) -> Option<(String, u64)> {
 /// follows it) arrives through `FlushTimeoutSecs` 1, within a few seconds.
 #[test]
 fn java_stack_traces_become_one_log_each_and_the_last_is_flushed_by_the_timeout() {
-    let (dir, logs) = setup("file-multiline");
+    let (dir, logs) = test_dir("file-multiline");
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert(
         "Multiline".into(),
@@ -171,8 +156,7 @@ fn java_stack_traces_become_one_log_each_and_the_last_is_flushed_by_the_timeout(
             "UnmatchedContentTreatment": "single_line",
         }),
     );
-    let cfg = write_config(dir.path(), "file_multiline", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_multiline", &file_config(d), &[]);
     let file = logs.join("java.log");
     let mut text = format!(
         "{}\n{}\n",
@@ -208,12 +192,9 @@ fn java_stack_traces_become_one_log_each_and_the_last_is_flushed_by_the_timeout(
         "records 21..=30",
         record_key,
     );
-    let fin = run.stop(STOP);
-    let ctx = || format!("--- stderr (end) ---\n{}", tail(&fin.stderr, 30));
     let t = Tally::by(&got, record_key);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!("multiline records: {e}\n{}", ctx());
-    }
+    let fin = run.stop_expecting(&t, &expected, "multiline records");
+    let ctx = stderr_end("stderr", &fin.stderr);
     for l in &got {
         let Some((tag, n)) = record_key(l) else {
             continue;
@@ -227,7 +208,7 @@ fn java_stack_traces_become_one_log_each_and_the_last_is_flushed_by_the_timeout(
             l.content() == want,
             "{tag} {n}: content {:?}, written {want:?}\n{}",
             l.content(),
-            ctx()
+            ctx
         );
     }
     assert!(
@@ -254,11 +235,10 @@ const UTF8_TEXT: &str = "中文日志测试，完成";
 /// `FileEncoding` gbk: 200 lines with Chinese text in GBK arrive as UTF-8, byte-exact.
 #[test]
 fn a_gbk_file_arrives_as_utf8() {
-    let (dir, logs) = setup("file-gbk");
+    let (dir, logs) = test_dir("file-gbk");
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert("FileEncoding".into(), json!("gbk"));
-    let cfg = write_config(dir.path(), "file_gbk", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let run = HarnessRun::start_in(dir.path(), "file_gbk", &file_config(d), &[]);
     let mut bytes = Vec::new();
     for n in 1..=200u64 {
         bytes.extend_from_slice(format!("gbk-{n:07} ").as_bytes());
@@ -267,15 +247,7 @@ fn a_gbk_file_arrives_as_utf8() {
     }
     append(&logs.join("gbk.log"), &bytes);
     let expected = keys("gbk", 1..=200);
-    let got = run.wait_all(&expected, WAIT, "the 200 GBK lines");
-    let fin = run.stop(STOP);
-    let t = Tally::of(&got);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "GBK lines: {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 30)
-        );
-    }
+    let (got, t) = run.expect_exactly_once(&expected, WAIT, "GBK lines");
     let bad: Vec<&str> = got
         .iter()
         .filter(|l| {
@@ -304,11 +276,10 @@ fn a_gbk_file_arrives_as_utf8() {
 /// two appends).
 #[test]
 fn position_meta_gives_the_inode_and_each_lines_offset() {
-    let (dir, logs) = setup("file-position");
+    let (dir, logs) = test_dir("file-position");
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert("AppendingLogPositionMeta".into(), json!(true));
-    let cfg = write_config(dir.path(), "file_position", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let run = HarnessRun::start_in(dir.path(), "file_position", &file_config(d), &[]);
     let file = logs.join("pos.log");
     let mut offsets = std::collections::BTreeMap::new();
     let mut at = 0u64;
@@ -326,15 +297,7 @@ fn position_meta_gives_the_inode_and_each_lines_offset() {
     }
     let ino = inode(&file).to_string();
     let expected = keys("pos", 1..=300);
-    let got = run.wait_all(&expected, WAIT, "the 300 lines");
-    let fin = run.stop(STOP);
-    let t = Tally::of(&got);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "position meta lines: {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 30)
-        );
-    }
+    let (got, t) = run.expect_exactly_once(&expected, WAIT, "position meta lines");
     let wrong: Vec<String> = got
         .iter()
         .filter_map(|l| {
@@ -363,7 +326,7 @@ fn position_meta_gives_the_inode_and_each_lines_offset() {
 /// lines appended later all arrive.
 #[test]
 fn a_file_present_at_the_first_start_is_read_from_its_last_tail_size_kb() {
-    let (dir, logs) = setup("file-tail-size");
+    let (dir, logs) = test_dir("file-tail-size");
     let file = logs.join("big.log");
     let mut starts = Vec::new();
     let mut at = 0u64;
@@ -387,31 +350,27 @@ fn a_file_present_at_the_first_start_is_read_from_its_last_tail_size_kb() {
     };
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert("TailSizeKB".into(), json!(100));
-    let cfg = write_config(dir.path(), "file_tail_size", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_tail_size", &file_config(d), &[]);
     let mut expected = keys("tail", k + 1..=3000);
     run.wait_all(&expected, WAIT, "the last 100 KiB of the file");
     append(&file, numbered_lines("tail", 3001..=3100, 97).as_bytes());
     expected.extend(keys("tail", 3001..=3100));
     let got = run.wait_all(&expected, WAIT, "the lines appended after the start");
-    let fin = run.stop(STOP);
-    let nums = Tally::of(&got).numbers_of("tail");
+    let ctx = stderr_end("stderr", &run.stop(STOP).stderr);
+    let t = Tally::of(&got);
+    let nums = t.numbers_of("tail");
     let first = nums.first().copied();
     assert!(
         first.is_some_and(|f| firsts.contains(&f)),
         "first line delivered {first:?}; expected {firsts:?} (size {size}, size - 100 KiB = {from}, \
-         line {k} starts at {k_at})\n--- stderr (end) ---\n{}",
-        tail(&fin.stderr, 30)
+         line {k} starts at {k_at})\n{ctx}"
     );
-    let expected: BTreeSet<(String, u64)> = keys("tail", first.unwrap()..=3100);
-    if let Err(e) = Tally::of(&got).exactly_once(&expected) {
-        panic!("tail lines: {e}");
-    }
+    t.assert_exactly_once(&keys("tail", first.unwrap()..=3100), "tail lines", &ctx);
     report(
         "tail_size",
         format!(
             "first line {first:?} (expected {firsts:?}), {}",
-            Tally::of(&got).summary()
+            t.summary()
         ),
     );
 }

@@ -7,18 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
-    append, base_detail, file_config, keys, numbered_lines, report, wait_ready, write_config,
-    FileLog, HarnessRun, Tally,
+    append, base_detail, file_config, keys, numbered_lines, report, test_dir, wait_ready, FileLog,
+    HarnessRun, Tally,
 };
-use e2e_tests::TempDir;
 use serde_json::json;
-
-const STOP: Duration = Duration::from_secs(20);
-
-fn tail(s: &str, n: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
-}
 
 /// `(tag, n)` when the `__path__` tag's file stem is the tag; `("WRONG_PATH:<path>", n)`
 /// otherwise, so a line reported under another file shows as unexpected.
@@ -35,18 +27,33 @@ fn key_checking_path(l: &FileLog) -> Option<(String, u64)> {
     }
 }
 
+/// Waits (30 s at most) until every key of `expected` arrived under its own file
+/// ([`key_checking_path`]), then 1.5 s more: time for a file that must not be read to show
+/// up, were it (wrongly) read. Then stops the run and asserts that the keys of `expected`
+/// arrived exactly once and nothing else did; `what` names the scenario in the failure
+/// messages. Returns the tally.
+fn expect_exactly(mut run: HarnessRun, expected: &BTreeSet<(String, u64)>, what: &str) -> Tally {
+    run.wait_all_by(
+        expected,
+        Duration::from_secs(30),
+        &format!("{what}: the {} lines expected", expected.len()),
+        key_checking_path,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Tally::by(&run.logs(), key_checking_path);
+    run.stop_expecting(&t, expected, what);
+    t
+}
+
 /// 1000 files of 10 lines created at once in a watched directory, `MaxOpenFiles` 64: every
 /// line of every file arrives once, under its own `__path__`, and the harness process never
 /// holds more than 64 descriptors above what it held before the files appeared.
 #[test]
 fn a_thousand_small_files_at_once_are_all_read_within_max_open_files() {
-    let dir = TempDir::new("file-many");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir("file-many");
     let mut d = base_detail(&[&logs.join("*.log")]);
     d.insert("MaxOpenFiles".into(), json!(64));
-    let cfg = write_config(dir.path(), "file_many", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_many", &file_config(d), &[]);
     wait_ready(&mut run, &logs.join("ready.log"));
     std::thread::sleep(Duration::from_millis(300));
     let baseline = run.open_fds().expect("/proc/PID/fd readable");
@@ -85,14 +92,8 @@ fn a_thousand_small_files_at_once_are_all_read_within_max_open_files() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = t0.elapsed();
-    let fin = run.stop(STOP);
     let t = Tally::by(&got, key_checking_path);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "1000 files ({took:?}): {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
+    run.stop_expecting(&t, &expected, &format!("1000 files ({took:?})"));
     assert!(
         max_fds <= baseline + 64 + 2,
         "MaxOpenFiles 64: the harness held up to {max_fds} descriptors, {baseline} before the \
@@ -102,9 +103,8 @@ fn a_thousand_small_files_at_once_are_all_read_within_max_open_files() {
     report(
         "thousand_files",
         format!(
-            "{} lines expected; received {} in {took:?}; fds baseline {baseline}, max {max_fds}",
-            expected.len(),
-            t.summary()
+            "{} in {took:?}; fds baseline {baseline}, max {max_fds}",
+            t.summary_for(&expected)
         ),
     );
 }
@@ -114,13 +114,11 @@ fn a_thousand_small_files_at_once_are_all_read_within_max_open_files() {
 /// arrives; a file 4 levels deep never does.
 #[test]
 fn files_in_subdirectories_created_after_the_start_are_found() {
-    let dir = TempDir::new("file-subdirs");
-    let logs = dir.path().join("logs");
+    let (dir, logs) = test_dir("file-subdirs");
     std::fs::create_dir_all(logs.join("existing")).unwrap();
     let mut d = base_detail(&[&logs.join("**").join("*.log")]);
     d.insert("MaxDirSearchDepth".into(), json!(3));
-    let cfg = write_config(dir.path(), "file_subdirs", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_subdirs", &file_config(d), &[]);
     wait_ready(&mut run, &logs.join("existing").join("ready.log"));
     let files = [
         ("one", logs.join("new1")),
@@ -146,40 +144,19 @@ fn files_in_subdirectories_created_after_the_start_are_found() {
     for tag in ["one", "two", "three"] {
         expected.extend(keys(tag, 1..=100));
     }
-    run.wait_all_by(
+    let t = expect_exactly(
+        run,
         &expected,
-        Duration::from_secs(30),
-        "the lines of the new subdirectories",
-        key_checking_path,
+        "new subdirectories (\"deep\" is 4 levels down, beyond MaxDirSearchDepth 3)",
     );
-    // Time for the too-deep file to show up, were it (wrongly) watched.
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = run.logs();
-    let fin = run.stop(STOP);
-    let t = Tally::by(&got, key_checking_path);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "new subdirectories (\"deep\" is 4 levels down, beyond MaxDirSearchDepth 3): {e}\n\
-             --- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "subdirs",
-        format!(
-            "{} lines expected; received {}",
-            expected.len(),
-            t.summary()
-        ),
-    );
+    report("subdirs", t.summary_for(&expected));
 }
 
 /// `logs/*/*.log` with `ExcludeFilePaths` (one full path), `ExcludeFiles` (a name glob) and
 /// `ExcludeDirs` (a directory glob): only the files none of them matches are read.
 #[test]
 fn excluded_files_and_directories_are_not_read() {
-    let dir = TempDir::new("file-exclude");
-    let logs = dir.path().join("logs");
+    let (dir, logs) = test_dir("file-exclude");
     for sub in ["sub", "top", "private_a"] {
         std::fs::create_dir_all(logs.join(sub)).unwrap();
     }
@@ -190,8 +167,7 @@ fn excluded_files_and_directories_are_not_read() {
     );
     d.insert("ExcludeFiles".into(), json!(["*debug.log"]));
     d.insert("ExcludeDirs".into(), json!([logs.join("private*")]));
-    let cfg = write_config(dir.path(), "file_exclude", &file_config(d));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_exclude", &file_config(d), &[]);
     wait_ready(&mut run, &logs.join("sub").join("ready.log"));
     let files = [
         ("keep", logs.join("sub")),
@@ -209,29 +185,10 @@ fn excluded_files_and_directories_are_not_read() {
     let mut expected = keys("ready", 1..=1);
     expected.extend(keys("keep", 1..=40));
     expected.extend(keys("also", 1..=40));
-    run.wait_all_by(
+    let t = expect_exactly(
+        run,
         &expected,
-        Duration::from_secs(30),
-        "the lines of the files not excluded",
-        key_checking_path,
+        "exclusions (skipme: ExcludeFilePaths, xdebug: ExcludeFiles, private: ExcludeDirs)",
     );
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = run.logs();
-    let fin = run.stop(STOP);
-    let t = Tally::by(&got, key_checking_path);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "exclusions (skipme: ExcludeFilePaths, xdebug: ExcludeFiles, private: ExcludeDirs): \
-             {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "exclusions",
-        format!(
-            "{} lines expected; received {}",
-            expected.len(),
-            t.summary()
-        ),
-    );
+    report("exclusions", t.summary_for(&expected));
 }

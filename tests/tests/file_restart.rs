@@ -10,20 +10,17 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e_tests::file::{
-    append, base_detail, file_config, file_config_with, keys, numbered_lines, report, store_logs,
-    wait_ready, with_small_groups, write_config, HarnessRun, Tally, Writer,
+    append, base_detail, file_config, file_config_with, keys, numbered_lines, report, stderr_end,
+    store_logs, test_dir, wait_ready, with_small_groups, write_config, HarnessRun, Tally, Writer,
 };
 use e2e_tests::session::{add_fields, hold_on_bounded};
 use e2e_tests::util::wait_stable;
-use e2e_tests::{base, set_send_policy, store, wait_until, SendPolicy, Session, TempDir};
+use e2e_tests::{base, set_send_policy, store, wait_until, SendPolicy, Session};
 use serde_json::json;
 
-const STOP: Duration = Duration::from_secs(30);
-
-fn tail(s: &str, n: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
-}
+/// How long the runs of these tests get to exit after SIGTERM: 30 s, more than the other file
+/// tests' [`e2e_tests::file::STOP`] (20 s), as these tests were written.
+const RESTART_STOP: Duration = Duration::from_secs(30);
 
 fn first_n<T: std::fmt::Debug>(v: impl IntoIterator<Item = T>, n: usize) -> Vec<T> {
     v.into_iter().take(n).collect()
@@ -51,9 +48,7 @@ fn kill_9_right_after_the_first_start_loses_nothing() {
 }
 
 fn kill9_scenario(early: bool) {
-    let dir = TempDir::new("file-kill9");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir("file-kill9");
     let file = logs.join("big.log");
     const N: u64 = 150_000;
     const MORE: u64 = 1_000;
@@ -124,7 +119,7 @@ fn kill9_scenario(early: bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let got2 = run2.settle(Duration::from_millis(800));
-    let fin2 = run2.stop(STOP);
+    let fin2 = run2.stop(RESTART_STOP);
     // (The marker line may come again: it is not part of the check.)
     let got2: Vec<_> = got2
         .into_iter()
@@ -145,14 +140,14 @@ fn kill9_scenario(early: bool) {
     let facts = format!(
         "run 1 (killed after {run1_lived:?}) delivered {} lines (max {max1}, {} duplicated within run 1); run 2 resumed at \
          line {min2} and delivered {} lines; {} lines in both runs; {} lines before {min2} \
-         missing from run 1 (first {:?})\n--- run 2 stderr (end) ---\n{}",
+         missing from run 1 (first {:?})\n{}",
         n1.len(),
         dup1.len(),
         n2.len(),
         overlap.len(),
         lost.len(),
         first_n(&lost, 8),
-        tail(&fin2.stderr, 30)
+        stderr_end("run 2 stderr", &fin2.stderr)
     );
     assert!(
         early || min2 > 1,
@@ -167,9 +162,11 @@ fn kill9_scenario(early: bool) {
         "run 1 delivered lines twice: {:?}; {facts}",
         first_n(&dup1, 8)
     );
-    if let Err(e) = t2.exactly_once(&keys("big", min2..=total)) {
-        panic!("run 2 must deliver {min2}..={total} exactly once: {e}; {facts}");
-    }
+    t2.assert_exactly_once(
+        &keys("big", min2..=total),
+        &format!("run 2 must deliver {min2}..={total} exactly once"),
+        &facts,
+    );
     report(
         if early { "kill9_early" } else { "kill9" },
         facts.split("\n---").next().unwrap_or_default(),
@@ -181,9 +178,7 @@ fn kill9_scenario(early: bool) {
 /// once: while nothing was accepted, no offset may have been committed.
 #[test]
 fn kill_9_while_the_host_refuses_everything_commits_nothing() {
-    let dir = TempDir::new("file-kill-rejecting");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir("file-kill-rejecting");
     let file = logs.join("app.log");
     const N: u64 = 10_000;
     append(&file, numbered_lines("rej", 1..=N, 60).as_bytes());
@@ -215,19 +210,16 @@ fn kill_9_while_the_host_refuses_everything_commits_nothing() {
         Duration::from_secs(60),
         "run 2 to deliver the whole file",
     );
-    let fin2 = run2.stop(STOP);
-    if let Err(e) = Tally::of(&got2).exactly_once(&expected) {
-        panic!(
-            "after a kill while the host refused everything: {e}\n--- run 2 stderr (end) ---\n{}",
-            tail(&fin2.stderr, 30)
-        );
-    }
+    let fin2 = run2.stop(RESTART_STOP);
+    let t2 = Tally::of(&got2);
+    t2.assert_exactly_once(
+        &expected,
+        "after a kill while the host refused everything",
+        &stderr_end("run 2 stderr", &fin2.stderr),
+    );
     report(
         "kill9_rejecting",
-        format!(
-            "run 1 delivered 0; run 2: {} of {N} expected",
-            Tally::of(&got2).summary()
-        ),
+        format!("run 1 delivered 0; run 2: {} of {N} expected", t2.summary()),
     );
 }
 
@@ -237,9 +229,7 @@ fn kill_9_while_the_host_refuses_everything_commits_nothing() {
 /// the new lines: nothing of run 1 again, nothing lost.
 #[test]
 fn graceful_restart_continues_exactly_once_and_reads_files_created_while_down() {
-    let dir = TempDir::new("file-graceful");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir("file-graceful");
     let d = base_detail(&[&logs.join("*.log")]);
     let cfg = write_config(dir.path(), "file_graceful", &file_config(d));
     let data = dir.path().join("data");
@@ -251,8 +241,13 @@ fn graceful_restart_continues_exactly_once_and_reads_files_created_while_down() 
     let mut expected1 = w.written();
     expected1.insert(("ready".into(), 1));
     let got1 = run1.wait_all(&expected1, Duration::from_secs(30), "run 1's lines");
-    let fin1 = run1.stop(STOP);
-    assert_eq!(fin1.code, Some(0), "run 1 exit\n{}", tail(&fin1.stderr, 30));
+    let fin1 = run1.stop(RESTART_STOP);
+    assert_eq!(
+        fin1.code,
+        Some(0),
+        "run 1 exit\n{}",
+        stderr_end("run 1 stderr", &fin1.stderr)
+    );
     let got1 = {
         let all = e2e_tests::file::parse_harness_logs(&fin1.stdout, "file_graceful");
         assert!(all.len() >= got1.len());
@@ -268,27 +263,24 @@ fn graceful_restart_continues_exactly_once_and_reads_files_created_while_down() 
     expected2.extend(keys("new", 1..=16_000));
     let mut run2 = HarnessRun::start(dir.path(), "run2", &data, &cfg, &[]);
     let got2 = run2.wait_all(&expected2, Duration::from_secs(30), "run 2's lines");
-    let fin2 = run2.stop(STOP);
+    let fin2 = run2.stop(RESTART_STOP);
     let mut all = got1.clone();
     all.extend(got2.iter().cloned());
     let mut expected = expected1.clone();
     expected.extend(expected2.iter().cloned());
-    if let Err(e) = Tally::of(&all).exactly_once(&expected) {
-        panic!(
-            "graceful restart (run 1: {}; run 2: {}): {e}\n--- run 2 stderr (end) ---\n{}",
-            Tally::of(&got1).summary(),
-            Tally::of(&got2).summary(),
-            tail(&fin2.stderr, 30)
-        );
-    }
+    let runs = format!(
+        "run 1: {}; run 2: {}",
+        Tally::of(&got1).summary(),
+        Tally::of(&got2).summary()
+    );
+    Tally::of(&all).assert_exactly_once(
+        &expected,
+        &format!("graceful restart ({runs})"),
+        &stderr_end("run 2 stderr", &fin2.stderr),
+    );
     report(
         "graceful_restart",
-        format!(
-            "run 1: {}; run 2: {}; {} expected in all",
-            Tally::of(&got1).summary(),
-            Tally::of(&got2).summary(),
-            expected.len()
-        ),
+        format!("{runs}; {} expected in all", expected.len()),
     );
 }
 
@@ -378,17 +370,18 @@ fn holdon_resume_and_reloads_mid_file_lose_and_repeat_nothing() {
     });
     let got = store_logs(NAME);
     let t = Tally::of(&got);
-    let result = t.exactly_once(&expected);
     let gen_changed = got
         .iter()
         .filter(|l| l.contents.get("gen").is_some_and(|g| g == "changed"))
         .count();
     s.exit(HOLD);
-    if let Err(e) = result {
-        panic!(
-            "HoldOn/Resume mid-file (delivered at each HoldOn: {phases:?}; all arrived: {done}): {e}"
-        );
-    }
+    t.assert_exactly_once(
+        &expected,
+        &format!(
+            "HoldOn/Resume mid-file (delivered at each HoldOn: {phases:?}; all arrived: {done})"
+        ),
+        "",
+    );
     assert!(
         gen_changed > 0,
         "no log went through the changed config's processor (gen=changed)"

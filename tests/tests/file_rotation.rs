@@ -6,41 +6,64 @@
 //! this file may run in parallel.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use e2e_tests::file::{
-    append, base_detail, file_config, inode, numbered_lines, report, wait_ready, write_config,
-    BackgroundWriter, DirIn, HarnessRun, Tally, Writer,
+    append, base_detail, file_config, inode, numbered_lines, report, test_dir, truncate_file,
+    wait_ready, write_config, BackgroundWriter, DirIn, HarnessRun, Tally, Writer, STOP,
 };
 use e2e_tests::TempDir;
 
 const WAIT: Duration = Duration::from_secs(30);
-const STOP: Duration = Duration::from_secs(20);
+/// How many times the tests under a running writer replace `app.log`.
+const ROTATIONS: usize = 4;
+
+/// A new [`test_dir`] named `prefix`, its `logs` directory and `logs/app.log` in it (not
+/// created): the file the tests below write, replace and truncate.
+fn app_log(prefix: &str) -> (TempDir, PathBuf, PathBuf) {
+    let (dir, logs) = test_dir(prefix);
+    let app = logs.join("app.log");
+    (dir, logs, app)
+}
+
+/// Starts config `name` in `dir` ([`HarnessRun::start_in`] with `args`): one `input_file`
+/// whose `FilePaths` names only `app`, the file the tests below replace in their ways.
+fn start_reading(dir: &TempDir, name: &str, app: &Path, args: &[&str]) -> HarnessRun {
+    HarnessRun::start_in(dir.path(), name, &file_config(base_detail(&[app])), args)
+}
+
+/// Stops `writer`, waits until every line it wrote arrived, stops `run` and asserts that
+/// each arrived exactly once and nothing else did. `<ROTATIONS> <replaced>` (e.g. `4
+/// rotations by rename`) names the scenario in the failure messages and in the report
+/// `report_as`.
+fn expect_every_line_written(
+    run: HarnessRun,
+    writer: BackgroundWriter,
+    replaced: &str,
+    report_as: &str,
+) {
+    let written = writer.stop();
+    let what = format!("{ROTATIONS} {replaced}, {} lines written", written.len());
+    let (_, t) = run.expect_exactly_once(&written, WAIT, &what);
+    report(report_as, format!("{what}; received {}", t.summary()));
+}
 
 /// app.log → app.log.1 (→ app.log.2 ...), a new app.log, while a writer thread writes about
 /// 4000 lines/s; four rotations 400 ms apart. `FilePaths` names only `app.log`: the lines
 /// still unread in a renamed file must be read from it (its open descriptor).
 #[test]
 fn rotation_by_rename_under_a_running_writer_loses_and_repeats_nothing() {
-    let dir = TempDir::new("file-rotate-rename");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let cfg = write_config(
-        dir.path(),
-        "file_rotate_rename",
-        &file_config(base_detail(&[&app])),
-    );
+    let (dir, logs, app) = app_log("file-rotate-rename");
     let writer =
         BackgroundWriter::start(Writer::open(&app, "rot", 60), 20, Duration::from_millis(5));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = start_reading(&dir, "file_rotate_rename", &app, &[]);
     run.wait_for(
         WAIT,
         "the first lines of app.log to arrive",
         |l| !l.is_empty(),
         |l| format!("{} logs", l.len()),
     );
-    const ROTATIONS: usize = 4;
     for r in 0..ROTATIONS {
         std::thread::sleep(Duration::from_millis(400));
         let mut w = writer.pause();
@@ -55,25 +78,7 @@ fn rotation_by_rename_under_a_running_writer_loses_and_repeats_nothing() {
         w.reopen();
     }
     std::thread::sleep(Duration::from_millis(400));
-    let written = writer.stop();
-    let got = run.wait_all(&written, WAIT, "every line written across the rotations");
-    let t = Tally::of(&got);
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&written) {
-        panic!(
-            "rotation by rename ({ROTATIONS} rotations, {} lines written): {e}\n--- stderr (end) ---\n{}",
-            written.len(),
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "rotation_by_rename",
-        format!(
-            "{ROTATIONS} rotations, {} lines written; received {}",
-            written.len(),
-            t.summary()
-        ),
-    );
+    expect_every_line_written(run, writer, "rotations by rename", "rotation_by_rename");
 }
 
 /// copytruncate as logrotate does it: copy app.log to app.log.N, truncate app.log to 0, and
@@ -84,57 +89,21 @@ fn rotation_by_rename_under_a_running_writer_loses_and_repeats_nothing() {
 /// (which `FilePaths` does not name), and the new content from offset 0.
 #[test]
 fn copytruncate_delivers_every_line_exactly_once() {
-    let dir = TempDir::new("file-copytruncate");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let cfg = write_config(
-        dir.path(),
-        "file_copytruncate",
-        &file_config(base_detail(&[&app])),
-    );
+    let (dir, logs, app) = app_log("file-copytruncate");
     let writer =
         BackgroundWriter::start(Writer::open(&app, "ct", 60), 10, Duration::from_millis(5));
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
-    const ROTATIONS: usize = 4;
+    let run = start_reading(&dir, "file_copytruncate", &app, &[]);
     for r in 1..=ROTATIONS {
         std::thread::sleep(Duration::from_millis(700));
         // Paused for the copy and the truncation only (what logrotate cannot make atomic):
         // lines not read yet at the truncation are read from the copy.
         let w = writer.pause();
         std::fs::copy(&app, logs.join(format!("app.log.{r}"))).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&app)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate_file(&app);
         drop(w);
     }
     std::thread::sleep(Duration::from_millis(700));
-    let written = writer.stop();
-    let got = run.wait_all(
-        &written,
-        WAIT,
-        "every line written across the copytruncates",
-    );
-    let t = Tally::of(&got);
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&written) {
-        panic!(
-            "copytruncate ({ROTATIONS} times, {} lines written): {e}\n--- stderr (end) ---\n{}",
-            written.len(),
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "copytruncate",
-        format!(
-            "{ROTATIONS} copytruncates, {} lines written; received {}",
-            written.len(),
-            t.summary()
-        ),
-    );
+    expect_every_line_written(run, writer, "copytruncates", "copytruncate");
 }
 
 /// A fully read file truncated to 0, then fewer lines written than before: the new lines all
@@ -142,33 +111,14 @@ fn copytruncate_delivers_every_line_exactly_once() {
 /// truncation alarm is expected too; it is checked last, after the lines.
 #[test]
 fn truncation_then_fewer_lines_delivers_the_new_lines_once() {
-    let dir = TempDir::new("file-truncate");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let cfg = write_config(
-        dir.path(),
-        "file_truncate",
-        &file_config(base_detail(&[&app])),
-    );
-    let mut run = HarnessRun::start(
-        dir.path(),
-        "run",
-        &dir.path().join("data"),
-        &cfg,
-        &["--stats"],
-    );
-    wait_ready(&mut run, &logs.join("app.log"));
+    let (dir, _, app) = app_log("file-truncate");
+    let mut run = start_reading(&dir, "file_truncate", &app, &["--stats"]);
+    wait_ready(&mut run, &app);
     append(&app, numbered_lines("old", 1..=1000, 60).as_bytes());
     let mut expected = e2e_tests::file::keys("old", 1..=1000);
     expected.insert(("ready".into(), 1));
     run.wait_all(&expected, WAIT, "the 1000 lines before the truncation");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_file(&app);
     std::thread::sleep(Duration::from_millis(500));
     append(&app, numbered_lines("new", 1..=300, 20).as_bytes());
     expected.extend(e2e_tests::file::keys("new", 1..=300));
@@ -176,13 +126,7 @@ fn truncation_then_fewer_lines_delivers_the_new_lines_once() {
     let t = Tally::of(&got);
     // Alarms go out every second with --stats.
     std::thread::sleep(Duration::from_millis(1500));
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "truncation: {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
+    let fin = run.stop_expecting(&t, &expected, "truncation");
     let alarms: Vec<&str> = fin
         .stderr
         .lines()
@@ -194,11 +138,7 @@ fn truncation_then_fewer_lines_delivers_the_new_lines_once() {
     );
     report(
         "truncation",
-        format!(
-            "{} lines expected; received {}; alarms {alarms:?}",
-            expected.len(),
-            t.summary()
-        ),
+        format!("{}; alarms {alarms:?}", t.summary_for(&expected)),
     );
 }
 
@@ -207,16 +147,8 @@ fn truncation_then_fewer_lines_delivers_the_new_lines_once() {
 /// not its size, tells that it was truncated. The new lines must all arrive.
 #[test]
 fn truncation_then_more_bytes_than_before_at_once_delivers_the_new_lines() {
-    let dir = TempDir::new("file-truncate-more");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let cfg = write_config(
-        dir.path(),
-        "file_truncate_more",
-        &file_config(base_detail(&[&app])),
-    );
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let (dir, _, app) = app_log("file-truncate-more");
+    let mut run = start_reading(&dir, "file_truncate_more", &app, &[]);
     append(&app, numbered_lines("old", 1..=500, 60).as_bytes());
     let mut expected = e2e_tests::file::keys("old", 1..=500);
     run.wait_all(&expected, WAIT, "the 500 lines before the truncation");
@@ -227,27 +159,9 @@ fn truncation_then_more_bytes_than_before_at_once_delivers_the_new_lines() {
         .unwrap();
     drop(f);
     expected.extend(e2e_tests::file::keys("new", 1..=2000));
-    let got = run.wait_all(
-        &expected,
-        WAIT,
-        "the 2000 lines written right after the truncation",
-    );
-    let t = Tally::of(&got);
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "truncation then a larger rewrite: {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "truncation_more",
-        format!(
-            "{} lines expected; received {}",
-            expected.len(),
-            t.summary()
-        ),
-    );
+    let what = "truncation then a larger rewrite (2000 lines right after the truncation)";
+    let (_, t) = run.expect_exactly_once(&expected, WAIT, what);
+    report("truncation_more", t.summary_for(&expected));
 }
 
 /// Deletes a fully read file and creates a new one that gets the same inode (checked with
@@ -258,9 +172,7 @@ fn inode_reuse(same_name: bool) {
     // The two variants one at a time: each one's file creations could take the other's inode.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("file-inode-reuse");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir("file-inode-reuse");
     let name = if same_name { "same" } else { "renamed" };
     let mut detail = base_detail(&[&logs.join("*.log")]);
     detail.insert("CloseInactiveSecs".into(), serde_json::json!(1));
@@ -322,29 +234,15 @@ fn inode_reuse(same_name: bool) {
     }
     append(&b, numbered_lines("second", 1..=1000, 60).as_bytes());
     expected.extend(e2e_tests::file::keys("second", 1..=1000));
-    let got = run.wait_all(
-        &expected,
-        WAIT,
-        "the lines of the file that reuses the inode",
+    let reuse = format!(
+        "inode {old} reused by {} ({})",
+        b.display(),
+        if same_name { "same name" } else { "new name" }
     );
-    let t = Tally::of(&got);
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "inode {old} reused by {} ({}): {e}\n--- stderr (end) ---\n{}",
-            b.display(),
-            if same_name { "same name" } else { "new name" },
-            tail(&fin.stderr, 40)
-        );
-    }
+    let (_, t) = run.expect_exactly_once(&expected, WAIT, &reuse);
     report(
         &format!("inode_reuse_{name}"),
-        format!(
-            "inode {old} reused by {}; {} lines expected; received {}",
-            b.display(),
-            expected.len(),
-            t.summary()
-        ),
+        format!("{reuse}; {}", t.summary_for(&expected)),
     );
 }
 
@@ -363,16 +261,10 @@ fn a_recreated_file_with_the_same_name_and_inode_is_read_from_its_start() {
 /// second for the first).
 #[test]
 fn two_files_with_identical_first_lines_are_both_delivered() {
-    let dir = TempDir::new("file-same-head");
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let cfg = write_config(
-        dir.path(),
-        "file_same_head",
-        &file_config(base_detail(&[&logs.join("*.log")])),
-    );
+    let (dir, logs) = test_dir("file-same-head");
+    let config = file_config(base_detail(&[&logs.join("*.log")]));
     let head = numbered_lines("head", 1..=20, 200);
-    let mut run = HarnessRun::start(dir.path(), "run", &dir.path().join("data"), &cfg, &[]);
+    let mut run = HarnessRun::start_in(dir.path(), "file_same_head", &config, &[]);
     // One before the other: the second appears while the first is known.
     let a = logs.join("a.log");
     append(
@@ -401,24 +293,10 @@ fn two_files_with_identical_first_lines_are_both_delivered() {
     }
     let got = run.wait_all_by(&expected, WAIT, "both files whole (keyed by __path__)", key);
     let t = Tally::by(&got, key);
-    let fin = run.stop(STOP);
-    if let Err(e) = t.exactly_once(&expected) {
-        panic!(
-            "identical first lines (keys are <file of __path__>:<tag>): {e}\n--- stderr (end) ---\n{}",
-            tail(&fin.stderr, 40)
-        );
-    }
-    report(
-        "identical_first_lines",
-        format!(
-            "{} lines expected; received {}",
-            expected.len(),
-            t.summary()
-        ),
+    run.stop_expecting(
+        &t,
+        &expected,
+        "identical first lines (keys are <file of __path__>:<tag>)",
     );
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
+    report("identical_first_lines", t.summary_for(&expected));
 }

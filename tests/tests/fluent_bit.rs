@@ -96,6 +96,21 @@ fn fluent_bit() -> Option<PathBuf> {
 
 const SERVICE: &str = "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    scheduler.base 1\n    scheduler.cap 2\n";
 
+/// A Fluent Bit config running `pipeline` (written to `dir` as `pipeline.json`) in our input
+/// plugin with tag `tag`, its records going to Fluent Bit's `file` output; returns the config
+/// and the output file (`<dir>/out.txt`).
+fn pluginrt_input_to_file(dir: &TempDir, tag: &str, pipeline: &Value) -> (String, PathBuf) {
+    let pipeline = dir.write("pipeline.json", &pipeline.to_string());
+    let conf = format!(
+        "{SERVICE}[INPUT]\n    Name pluginrt_input\n    Tag {tag}\n    pipeline {}\n    checkpoint_dir {}\n\
+         [OUTPUT]\n    Name file\n    Match {tag}\n    Path {}\n    File out.txt\n",
+        pipeline.display(),
+        dir.path().join("ckpt").display(),
+        dir.path().display()
+    );
+    (conf, dir.path().join("out.txt"))
+}
+
 /// JSON lines of `path` (none when it does not exist yet).
 fn lines(path: &Path) -> Vec<Value> {
     let mut s = String::new();
@@ -309,22 +324,14 @@ fn our_input_plugin_feeds_fluent_bit_with_every_record() {
     let Some(bin) = fluent_bit() else { return };
     const N: usize = 7_000;
     let dir = TempDir::new("fb-in");
-    let pipeline = dir.write(
-        "pipeline.json",
+    let (conf, out) = pluginrt_input_to_file(
+        &dir,
+        "mock",
         &serde_json::json!({
             "inputs": [{"type": "service_mock", "detail": {"Fields": {"msg": "hello"}, "MaxLogCount": N, "LogsPerSecond": 20_000}}],
             "processors": [{"type": "processor_add_fields", "detail": {"Fields": {"stage": "ours"}}}]
-        })
-        .to_string(),
+        }),
     );
-    let conf = format!(
-        "{SERVICE}[INPUT]\n    Name pluginrt_input\n    Tag mock\n    pipeline {}\n    checkpoint_dir {}\n\
-         [OUTPUT]\n    Name file\n    Match mock\n    Path {}\n    File out.txt\n",
-        pipeline.display(),
-        dir.path().join("ckpt").display(),
-        dir.path().display()
-    );
-    let out = dir.path().join("out.txt");
     let fb = FluentBit::start(&bin, &dir, &conf, &[fluent_bit_plugin(false)]);
     let arrived = wait_until(WAIT, || fb_file_records(&out).len() >= N);
     let log = fb.stop();
@@ -414,22 +421,14 @@ fn input_file_inside_fluent_bit_delivers_every_line_once_and_resumes_after_a_res
     const N: usize = 20_000;
     let dir = TempDir::new("fb-in-file");
     let log_file = numbered(&dir, "app.log", N);
-    let pipeline = dir.write(
-        "pipeline.json",
+    let (conf, out) = pluginrt_input_to_file(
+        &dir,
+        "files",
         &serde_json::json!({
             "inputs": [{"type": "input_file", "detail": {
                 "FilePaths": [log_file.to_str().unwrap()], "ScanIntervalMs": 100}}],
-        })
-        .to_string(),
+        }),
     );
-    let conf = format!(
-        "{SERVICE}[INPUT]\n    Name pluginrt_input\n    Tag files\n    pipeline {}\n    checkpoint_dir {}\n\
-         [OUTPUT]\n    Name file\n    Match files\n    Path {}\n    File out.txt\n",
-        pipeline.display(),
-        dir.path().join("ckpt").display(),
-        dir.path().display()
-    );
-    let out = dir.path().join("out.txt");
     let numbers = |recs: &[(Value, String)]| -> Vec<u64> {
         recs.iter()
             .map(|(r, _)| {
