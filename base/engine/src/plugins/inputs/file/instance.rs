@@ -389,24 +389,24 @@ impl Instance {
     /// Starts over at offset 0 with a new tracker (the old one went with the content to
     /// its copy).
     pub(super) fn start_over(&mut self, s: &Settings, fp: Fingerprint, tracker: Arc<Tracker>) {
-        self.fp = fp;
-        self.at_eof = false;
-        self.done = 0;
-        self.carry.clear();
-        self.splitter = Splitter::new(s.split.clone());
-        self.discarded_seen = 0;
+        self.reset(s, fp);
         self.tracker = tracker;
     }
 
     /// Starts over at offset 0 (after a truncation).
     pub(super) fn restart(&mut self, s: &Settings, fp: Fingerprint) {
+        self.reset(s, fp);
+        self.tracker.restart(fp);
+    }
+
+    /// Forgets what was read: reading starts at 0 of content with fingerprint `fp`.
+    fn reset(&mut self, s: &Settings, fp: Fingerprint) {
         self.fp = fp;
         self.at_eof = false;
         self.done = 0;
         self.carry.clear();
         self.splitter = Splitter::new(s.split.clone());
         self.discarded_seen = 0;
-        self.tracker.restart(fp);
     }
 
     /// Reads what the file has past the position (at most [`CHUNK`] bytes) and cuts it into

@@ -94,13 +94,7 @@ impl Rig {
     /// A new process on the same store (what was not acknowledged is lost with the old one).
     fn restart(&mut self) {
         self.volatile = Arc::new(Volatile::default());
-        self.task = Self::task(
-            &self.detail,
-            &self.store,
-            &self.stats,
-            &self.volatile,
-            &self.shared,
-        );
+        self.reload();
     }
 
     /// A reload: a new config of the same name in the same process.
