@@ -248,6 +248,17 @@ impl PluginContext {
         }
     }
 
+    /// A copy without the config's volatile objects and the engine's shared ones: for state
+    /// kept inside them (a tracker kept across reloads), which would otherwise keep itself
+    /// alive through its own context.
+    pub fn detached(&self) -> Self {
+        Self {
+            volatile: Arc::default(),
+            shared: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// Raises an alarm about this plugin (merged with alarms of the same type until reported).
     pub fn alarm(&self, kind: AlarmType, level: Level, message: impl Into<String>) {
         self.stats

@@ -160,7 +160,9 @@ impl Tracker {
         Arc::new_cyclic(|me: &Weak<Tracker>| {
             let read_to = saved.offset;
             Tracker {
-                cx: cx.clone(),
+                // Kept in the config's volatile objects: a context holding them would never
+                // be freed.
+                cx: cx.detached(),
                 me: me.clone(),
                 state: Mutex::new(TrackerState {
                     key,

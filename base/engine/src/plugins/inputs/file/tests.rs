@@ -382,6 +382,23 @@ fn an_instance_idle_past_the_limit_ends_and_its_file_is_taken_up_where_it_was() 
     assert_eq!(r.task.instances(), 1);
 }
 
+#[test]
+fn a_removed_configs_state_and_the_engines_watcher_are_freed() {
+    let mut r = Rig::new("freed", default_detail);
+    r.append("a.log", &numbered(0, 3));
+    assert_eq!(contents(&r.drain()).len(), 3);
+    let (volatile, shared) = (Arc::downgrade(&r.volatile), Arc::downgrade(&r.shared));
+    drop(r);
+    assert!(
+        volatile.upgrade().is_none(),
+        "the trackers keep the config's state alive"
+    );
+    assert!(
+        shared.upgrade().is_none(),
+        "the watcher outlives the engine"
+    );
+}
+
 /// What the model-based test does to the files and the process.
 #[derive(Debug, Clone)]
 enum Op {
