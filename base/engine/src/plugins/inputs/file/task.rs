@@ -40,7 +40,6 @@ pub(super) struct FileTask {
     watcher: Option<DirWatcher>,
     wake: Arc<tokio::sync::Notify>,
     last_scan: Option<Instant>,
-    open: usize,
     buffers: Buffers,
 }
 
@@ -58,7 +57,6 @@ impl FileTask {
             watcher: None,
             wake: Arc::new(tokio::sync::Notify::new()),
             last_scan: None,
-            open: 0,
             buffers: Buffers::default(),
         }
     }
@@ -302,11 +300,15 @@ impl FileTask {
         self.files.insert(id, inst);
     }
 
+    /// Descriptors held (against `MaxOpenFiles`).
+    fn open_files(&self) -> usize {
+        self.files.values().filter(|i| i.file.is_some()).count()
+    }
+
     /// Gives `inst` its descriptor when the budget allows (else it is opened later).
     fn attach(&mut self, inst: &mut Instance, file: File) {
-        if self.open < self.s.max_open_files || self.make_room() {
+        if self.open_files() < self.s.max_open_files || self.make_room() {
             inst.file = Some(file);
-            self.open += 1;
         }
     }
 
@@ -321,7 +323,6 @@ impl FileTask {
         match victim.and_then(|id| self.files.get_mut(&id)) {
             Some(inst) => {
                 inst.close();
-                self.open = self.open.saturating_sub(1);
                 true
             }
             None => false,
@@ -359,12 +360,11 @@ impl FileTask {
         if meta.len() == position && !gone {
             return false;
         }
-        if self.open >= self.s.max_open_files && !self.make_room() {
+        if self.open_files() >= self.s.max_open_files && !self.make_room() {
             return false;
         }
         if let Some(i) = self.files.get_mut(&id) {
             i.file = Some(file);
-            self.open += 1;
             return true;
         }
         false
@@ -437,7 +437,6 @@ impl FileTask {
                         format!("cannot read {}: {e}", inst.path.display()),
                     );
                     inst.close();
-                    self.open = self.open.saturating_sub(1);
                 }
             }
         }
@@ -578,10 +577,8 @@ impl FileTask {
                 }
                 inst.close();
                 inst.finished = true;
-                self.open = self.open.saturating_sub(1);
             } else if open_idle && !inst.has_partial() {
                 inst.close();
-                self.open = self.open.saturating_sub(1);
             }
             if inst.gone && inst.file.is_none() && !inst.finished {
                 reopen.push(inst.id);
