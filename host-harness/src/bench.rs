@@ -9,7 +9,7 @@ use prost::Message as _;
 use crate::cli::{BenchOpts, InputFormat, Scenario};
 use crate::host;
 use crate::jsonlog::JsonLines;
-use crate::libs::{resolve_lib_dir, Flavour, Libs};
+use crate::libs::{load_for_command, Flavour, Libs};
 use crate::nginx::NginxLines;
 use crate::proto::{Content, Log, LogGroup};
 use crate::run::{data_dir, init_json, loong_init_json, PROJECT};
@@ -303,18 +303,8 @@ pub fn run(o: BenchOpts) -> i32 {
         );
     }
     host::install_bench(CONFIG, o.verify);
-    let flavour = if o.loongcollector {
-        Flavour::Loong
-    } else {
-        Flavour::Logtail
-    };
-    let dir_libs = resolve_lib_dir(o.lib_dir.as_deref());
-    let libs = match Libs::load_as(&dir_libs, host::callbacks(), flavour) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+    let Some(libs) = load_for_command(o.lib_dir.as_deref(), Flavour::of(o.loongcollector)) else {
+        return 2;
     };
     let process = match libs.process_fn(o.loongcollector) {
         Ok(f) => f,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::cli::BenchOpts;
 use crate::footprint::vm_rss_kib;
 use crate::host;
-use crate::libs::{resolve_lib_dir, Flavour, Libs};
+use crate::libs::{load_for_command, Flavour, Libs};
 use crate::nginx::{civil_from_days, NginxLines};
 use crate::rng::SplitMix64;
 use crate::run::{data_dir, init_json, PROJECT};
@@ -704,16 +704,8 @@ pub fn run(o: BenchOpts) -> i32 {
         }
     }
     host::install_bench(CONFIG, o.verify);
-    let libs = match Libs::load_as(
-        &resolve_lib_dir(o.lib_dir.as_deref()),
-        host::callbacks(),
-        Flavour::Logtail,
-    ) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+    let Some(libs) = load_for_command(o.lib_dir.as_deref(), Flavour::Logtail) else {
+        return 2;
     };
     let (dir, remove_dir) = match data_dir(o.data_dir.as_deref()) {
         Ok(d) => d,

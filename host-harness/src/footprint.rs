@@ -12,7 +12,7 @@ use prost::Message as _;
 use crate::bench::rusage;
 use crate::cli::{FootprintInput, FootprintOpts};
 use crate::host::{self, footprint_config_name};
-use crate::libs::{resolve_lib_dir, Libs};
+use crate::libs::{load_for_command, Flavour, Libs};
 use crate::proto::{Content, Log, LogGroup};
 use crate::run::{data_dir, init_json, install_signal_handlers, stop_requested, PROJECT};
 
@@ -339,14 +339,10 @@ pub fn run(o: FootprintOpts) -> i32 {
 fn run_in(o: &FootprintOpts, dir: &std::path::Path) -> i32 {
     host::install_footprint(o.configs);
     install_signal_handlers();
-    let libs: &'static Libs =
-        match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
-            Ok(l) => Box::leak(Box::new(l)),
-            Err(e) => {
-                eprintln!("{e}");
-                return 2;
-            }
-        };
+    let Some(libs) = load_for_command(o.lib_dir.as_deref(), Flavour::Logtail) else {
+        return 2;
+    };
+    let libs: &'static Libs = Box::leak(Box::new(libs));
     // The harness's own share (names, threads) exists before the first measurement.
     let names: Arc<Vec<String>> = Arc::new((1..=o.configs).map(footprint_config_name).collect());
     let config = config_json(o.input, o.rate);

@@ -30,6 +30,15 @@ pub enum Flavour {
 }
 
 impl Flavour {
+    /// The host a command's `--loongcollector` flag asks for.
+    pub fn of(loongcollector: bool) -> Self {
+        if loongcollector {
+            Flavour::Loong
+        } else {
+            Flavour::Logtail
+        }
+    }
+
     fn files(self) -> (&'static str, &'static str) {
         match self {
             Flavour::Logtail => (ADAPTOR_FILE, BASE_FILE),
@@ -153,6 +162,18 @@ pub fn resolve_lib_dir(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Loads the libraries for a command, from `--lib-dir` or where [`resolve_lib_dir`] says, as
+/// `flavour`, with the harness's host callbacks; prints why not (the command then exits 2).
+pub fn load_for_command(lib_dir: Option<&Path>, flavour: Flavour) -> Option<Libs> {
+    match Libs::load_as(&resolve_lib_dir(lib_dir), crate::host::callbacks(), flavour) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
 /// Both libraries, loaded and kept open for the life of the process.
 pub struct Libs {
     pub adaptor_path: PathBuf,
@@ -205,15 +226,6 @@ fn required<F: Copy>(lib: &Library, path: &Path, name: &'static str) -> Result<F
 }
 
 impl Libs {
-    /// Loads the adaptor from `dir`, registers `callbacks`, then loads the base.
-    ///
-    /// # Errors
-    ///
-    /// [`LoadError`] when a library is missing or lacks a required export.
-    pub fn load(dir: &Path, callbacks: HostCallbacks) -> Result<Libs, LoadError> {
-        Self::load_as(dir, callbacks, Flavour::Logtail)
-    }
-
     /// Loads the libraries as the `flavour` of host does (file names, registration, the
     /// exports it looks up).
     ///
@@ -555,7 +567,7 @@ mod tests {
     #[test]
     fn missing_library_message_names_path_and_build() {
         let dir = Path::new("/nonexistent-harness-dir");
-        let err = Libs::load(dir, crate::host::callbacks())
+        let err = Libs::load_as(dir, crate::host::callbacks(), Flavour::Logtail)
             .err()
             .expect("must fail");
         let text = err.to_string();

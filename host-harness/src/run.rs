@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::RunOpts;
 use crate::host::{self, RunSettings};
-use crate::libs::{resolve_lib_dir, Flavour, Libs};
+use crate::libs::{load_for_command, Flavour, Libs};
 
 /// Project name given to `LoadConfig`.
 pub const PROJECT: &str = "harness";
@@ -257,18 +257,8 @@ fn run_in(o: &RunOpts, files: &[ConfigFile], dir: &Path) -> i32 {
         stats: o.stats,
     });
     install_signal_handlers();
-    let flavour = if o.loongcollector {
-        Flavour::Loong
-    } else {
-        Flavour::Logtail
-    };
-    let dir_libs = resolve_lib_dir(o.lib_dir.as_deref());
-    let libs = match Libs::load_as(&dir_libs, host::callbacks(), flavour) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+    let Some(libs) = load_for_command(o.lib_dir.as_deref(), Flavour::of(o.loongcollector)) else {
+        return 2;
     };
     eprintln!("harness: loaded {}", libs.describe());
     eprintln!("harness: data directory {}", dir.display());

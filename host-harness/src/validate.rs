@@ -8,8 +8,7 @@
 use std::path::Path;
 
 use crate::cli::ValidateOpts;
-use crate::host;
-use crate::libs::{resolve_lib_dir, Libs};
+use crate::libs::{load_for_command, Flavour};
 use crate::run::config_files;
 
 /// What `validate` found for one file, as the lines it prints: warnings, then the errors or
@@ -56,12 +55,8 @@ pub fn run(o: ValidateOpts) -> i32 {
             return 2;
         }
     };
-    let libs = match Libs::load(&resolve_lib_dir(o.lib_dir.as_deref()), host::callbacks()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+    let Some(libs) = load_for_command(o.lib_dir.as_deref(), Flavour::Logtail) else {
+        return 2;
     };
     let mut invalid = 0;
     for f in &files {
