@@ -243,6 +243,7 @@ fn decode_log_range<const LAZY: bool>(
     let mut log = LogEvent::default();
     let (mut at, mut same, mut has_time) = (0u8, true, false);
     while !r.done() {
+        let field_start = r.pos;
         match r.key()? {
             (1, w) => {
                 r.expect(w, WIRE_VARINT)?;
@@ -265,7 +266,9 @@ fn decode_log_range<const LAZY: bool>(
             (4, w) => {
                 r.expect(w, WIRE_FIXED32)?;
                 log.time_ns = Some(r.fixed32()?);
-                same &= at == TIME || at == CONTENTS;
+                // A pass-through without time_ns cuts off the last 5 bytes: a key written in
+                // more than one byte (valid, not canonical) would leave some of it behind.
+                same &= (at == TIME || at == CONTENTS) && r.pos - field_start == 5;
                 at = AFTER_NS;
             }
             (_, w) => {
@@ -593,6 +596,20 @@ mod tests {
         assert_eq!(back.logs[0].contents[1].value, "v");
         e.decode_contents();
         assert_eq!(e.get(b"content").map(|v| v.as_ref()), Some(&b"hello"[..]));
+    }
+
+    #[test]
+    fn a_time_ns_key_written_in_two_bytes_is_re_encoded_not_cut() {
+        // Found by fuzzing: Time (12), then Time_ns under the key 0x25 written as `a5 00`.
+        let input = Bytes::from_static(&[10, 8, 8, 12, 0xa5, 0, 0, 0xcd, 0, 38]);
+        let group = decode_log_group(&input).unwrap();
+        assert_eq!(group.events[0].time, 12);
+        assert!(group.events[0].encoded.is_none(), "kept for pass-through");
+        let mut out = Vec::new();
+        encode_log_group(&mut out, &group, &GroupHeader::default());
+        let back = decode_log_group(&Bytes::from(out)).unwrap();
+        assert_eq!(back.events[0].time, 12);
+        assert_eq!(back.events[0].time_ns, None);
     }
 
     fn sample() -> LogGroup {
