@@ -12,6 +12,7 @@
 //! Modules:
 //! - [`ffi`]: Go's C types, the dlopened libraries and the base symbol table.
 //! - [`file`]: the `input_file` tests: numbered lines, writers, harness runs, counting.
+//! - [`http_sink`]: a fault-injecting HTTP sink for the `flusher_http` tests.
 //! - [`libs`]: the libraries and the harness the tests load, built from the current tree.
 //! - [`base`]: safe wrappers (`&str` / `&[u8]`) over every base export.
 //! - [`callbacks`]: the host callbacks and the configurable send policy.
@@ -31,6 +32,7 @@ pub mod callbacks;
 pub mod engine_log;
 pub mod ffi;
 pub mod file;
+pub mod http_sink;
 pub mod libs;
 pub mod loong;
 pub mod proto;

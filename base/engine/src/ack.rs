@@ -126,6 +126,14 @@ impl Drop for AckInner {
 #[derive(Clone)]
 pub struct Ack(Arc<AckInner>);
 
+impl Ack {
+    /// The data this ack stands for is lost (a memory buffer at exit): its input commits
+    /// nothing more in this process, so that it reads the data again after a restart.
+    pub fn lose(self) {
+        self.0.window.abandon();
+    }
+}
+
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Ack({})", self.0.seq)

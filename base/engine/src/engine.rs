@@ -554,6 +554,7 @@ impl Inner {
             volatile: st.volatile.entry(name.to_string()).or_default().clone(),
             shared: self.shared.clone(),
             stats: self.stats.clone(),
+            host_queue: None,
         };
         let lane = match st.configs.get(name) {
             Some(s) => s.pipeline.lane().clone(),

@@ -10,7 +10,9 @@
 //! Layers, each using only those below it:
 //! - [`ack`], [`event`] ↔ [`proto`], [`stats`], [`backoff`], [`host`] (the delivery trait);
 //! - [`store`] (checkpoints, spill, backlog), [`blocking`], [`runtime`];
-//! - [`api`]: what a plugin sees (traits, context, input IO, the host queue);
+//! - [`encode`]: event groups to bytes (JSON lines, raw, protobuf, msgpack);
+//! - [`api`]: what a plugin sees (traits, context, input IO, the host queue, outputs);
+//! - [`buffer`]: buffered delivery for outputs (chunks, memory and disk buffers, retries);
 //! - [`patterns`] (Go-compatible regexes), then [`routing`] (`Match`) and [`plugins`];
 //! - [`config`] (parsing only) and [`registry`] (name → factory; builds and checks);
 //! - [`services`], [`outbox`], [`pipeline`], [`report`];
@@ -22,7 +24,9 @@ pub mod ack;
 pub mod api;
 pub mod backoff;
 pub mod blocking;
+pub mod buffer;
 pub mod config;
+pub mod encode;
 pub mod engine;
 pub mod event;
 pub mod host;

@@ -10,6 +10,7 @@ use crate::api::{
 };
 use crate::config::{ConfigError, Kind, PipelineConfig, PluginSpec};
 use crate::plugins::{aggregators, flushers, inputs, processors};
+use serde_json::Value;
 
 /// Every built-in plugin.
 static REGISTRY: &[(&str, Factory)] = &[
@@ -84,6 +85,8 @@ static REGISTRY: &[(&str, Factory)] = &[
     ("flusher_sls", Factory::Flusher(flushers::sls::build)),
     ("flusher_stdout", Factory::Flusher(flushers::stdout::build)),
     ("flusher_null", Factory::Flusher(flushers::null::build)),
+    ("flusher_file", Factory::Output(flushers::file::build)),
+    ("flusher_http", Factory::Output(flushers::http::build)),
 ];
 
 impl Factory {
@@ -93,7 +96,7 @@ impl Factory {
             Factory::Input(_) => Kind::Input,
             Factory::Processor(_) => Kind::Processor,
             Factory::Aggregator(_) => Kind::Aggregator,
-            Factory::Flusher(_) => Kind::Flusher,
+            Factory::Flusher(_) | Factory::Output(_) => Kind::Flusher,
         }
     }
 }
@@ -165,10 +168,61 @@ pub fn aggregator(
 /// # Errors
 /// As [`input`].
 pub fn flusher(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Flusher>, BuildError> {
+    let output = REGISTRY
+        .iter()
+        .find(|(name, f)| matches!(f, Factory::Output(_)) && *name == spec.type_name);
+    if let Some((_, Factory::Output(b))) = output {
+        let mut cx = cx.clone();
+        cx.plugin = spec.instance_name().into();
+        let secondary = secondary(&spec.detail).map_err(BuildError::Detail)?;
+        return crate::buffer::build(&spec.detail, &cx, *b, secondary).map_err(BuildError::Detail);
+    }
     build(spec, cx, |f| match f {
         Factory::Flusher(b) => Some(b),
         _ => None,
     })
+}
+
+/// The output named by `Secondary.Type` of a buffered output's `detail`, with its options.
+fn secondary(detail: &Value) -> Result<Option<(crate::buffer::OutputBuild, Value)>, DetailError> {
+    let Some(sec) = detail.get("Secondary") else {
+        return Ok(None);
+    };
+    let Some(obj) = sec.as_object() else {
+        return Err(DetailError::new(
+            "Secondary",
+            "expected an object such as {\"Type\": \"flusher_file\", \"FileName\": \"...\"}",
+        ));
+    };
+    let Some(t) = obj.get("Type").and_then(Value::as_str) else {
+        return Err(DetailError::new(
+            "Secondary.Type",
+            "missing: the type of the secondary output (flusher_file, flusher_http)",
+        ));
+    };
+    let found = REGISTRY.iter().find_map(|(name, f)| match f {
+        Factory::Output(b) if *name == t => Some(*b),
+        _ => None,
+    });
+    let Some(b) = found else {
+        let outputs: Vec<&str> = REGISTRY
+            .iter()
+            .filter(|(_, f)| matches!(f, Factory::Output(_)))
+            .map(|(n, _)| *n)
+            .collect();
+        return Err(DetailError::new(
+            "Secondary.Type",
+            format!(
+                "{t:?} cannot be a secondary; one of: {}",
+                outputs.join(", ")
+            ),
+        ));
+    };
+    let mut d = sec.clone();
+    if let Value::Object(o) = &mut d {
+        o.remove("Type");
+    }
+    Ok(Some((b, d)))
 }
 
 /// Builds `spec`'s plugin once and drops it: whether its type exists and its options hold.

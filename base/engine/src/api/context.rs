@@ -227,6 +227,19 @@ pub struct PluginContext {
     pub shared: Arc<Volatile>,
     /// Statistics and alarms of the engine running the plugin.
     pub stats: Stats,
+    /// The config's queue to the host (`None` when validating): for a flusher that hands
+    /// groups to the host from a thread of its own (`flusher_sls` with a disk buffer).
+    pub host_queue: Option<HostQueueRef>,
+}
+
+/// A shared handle on a config's queue to the host.
+#[derive(Clone)]
+pub struct HostQueueRef(pub Arc<dyn super::HostQueue + Send + Sync>);
+
+impl std::fmt::Debug for HostQueueRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostQueueRef")
+    }
 }
 
 impl PluginContext {
@@ -245,6 +258,7 @@ impl PluginContext {
             volatile: Arc::default(),
             shared: Arc::default(),
             stats: Stats::default(),
+            host_queue: None,
         }
     }
 

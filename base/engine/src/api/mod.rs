@@ -7,18 +7,24 @@
 //! A new plugin file starts with `use crate::api::prelude::*;`.
 
 mod context;
+mod output;
 pub mod prelude;
 
 pub use crate::ack::{Ack, AckWindow};
 pub use crate::host::Payload;
 pub use crate::stats::{AlarmType, Level, PluginStats, Stats};
-pub use context::{Fnv64a, GlobalConfig, HostIdentity, PackIds, PluginContext, Volatile};
+pub use context::{
+    Fnv64a, GlobalConfig, HostIdentity, HostQueueRef, PackIds, PluginContext, Volatile,
+};
+pub use output::{Chunk, ChunkKey, Commit, Output, WriteError};
 
 use crate::event::EventGroup;
 use bytes::Bytes;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -99,6 +105,38 @@ pub trait Flusher: Send {
     fn reads_encoded(&self) -> bool {
         false
     }
+
+    /// The handle through which the pipeline starts and stops what the flusher runs on its
+    /// own (the flush threads of a buffered output); `None` for a flusher without any.
+    fn control(&self) -> Option<Arc<dyn FlusherControl>> {
+        None
+    }
+}
+
+/// How a pipeline instance stops (see [`FlusherControl::stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    /// Stop writing after the current writes; keep everything for the next start or the
+    /// config's successor (HoldOn, reload).
+    Park,
+    /// Keep writing until `deadline` (flushing what is staged), then stop: the process exits.
+    Exit {
+        /// When to give up.
+        deadline: Instant,
+    },
+    /// The config is gone: deliver everything in the background, then end.
+    Remove,
+}
+
+/// What a flusher runs besides [`Flusher::flush`], started and stopped with the pipeline.
+pub trait FlusherControl: Send + Sync {
+    /// The pipeline starts (again).
+    fn run(&self);
+    /// The pipeline begins to stop.
+    fn stop(&self, how: Stopping);
+    /// The pipeline finishes stopping: waits (up to `deadline`) for what [`Stopping::Exit`]
+    /// asked, then settles what remains.
+    fn finish(&self, deadline: Instant);
 }
 
 /// Why an input's group was not taken.
@@ -154,6 +192,9 @@ pub enum Factory {
     Aggregator(Build<Box<dyn Aggregator>>),
     /// Builds a flusher.
     Flusher(Build<Box<dyn Flusher>>),
+    /// Builds an output: a flusher whose chunks the framework buffers, retries and commits
+    /// ([`crate::buffer`]); built once per flush thread.
+    Output(Build<Box<dyn Output>>),
 }
 
 /// A problem inside one plugin's `detail`, before the config and plugin are known.

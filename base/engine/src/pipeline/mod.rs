@@ -28,7 +28,8 @@ pub use backlog::{Backlog, SpillBudget};
 pub use feed::{Feed, FeedIo, FeedState, PushError, Pushed};
 
 use crate::api::{
-    Aggregator, FlushError, Flusher, Input, InputIo, PluginContext, Processor, ServiceInput,
+    Aggregator, FlushError, Flusher, FlusherControl, Input, InputIo, PluginContext, Processor,
+    ServiceInput, Stopping,
 };
 use crate::blocking::Pool;
 use crate::config::{PipelineConfig, PluginSpec};
@@ -81,6 +82,8 @@ struct Running {
     mode: FlushMode,
     /// Whether a delivery task sends the outbox.
     delivering: bool,
+    /// What the flushers run on their own (flush threads of buffered outputs).
+    controls: Vec<Arc<dyn FlusherControl>>,
 }
 
 /// A loaded config and, while running, its stages.
@@ -156,11 +159,12 @@ impl Pipeline {
     /// When a plugin cannot be built (configs are checked first, so this is unexpected).
     pub fn new(
         config: PipelineConfig,
-        cx: PluginContext,
+        mut cx: PluginContext,
         lane: Lane,
         svc: &Services,
         instance: u64,
     ) -> Result<Self, String> {
+        cx.host_queue = Some(crate::api::HostQueueRef(lane.outbox.clone()));
         let stopped = Plugins {
             inputs: build_stage(&config.inputs, &cx, build_input)?,
             processors: build_stage(&config.processors, &cx, registry::processor)?,
@@ -221,6 +225,14 @@ impl Pipeline {
         let (out_tx, out_rx) = mpsc::channel(cap);
         self.ctl.set(FlushMode::Run, None);
         self.lane.outbox.resume();
+        let controls: Vec<Arc<dyn FlusherControl>> = plugins
+            .flushers
+            .iter()
+            .filter_map(|s| s.plugin.control())
+            .collect();
+        for c in &controls {
+            c.run();
+        }
         let flush = rt.spawn(flush_loop(
             out_rx,
             plugins.flushers,
@@ -284,6 +296,7 @@ impl Pipeline {
             flush,
             mode: FlushMode::Run,
             delivering: full,
+            controls,
         });
     }
 
@@ -298,6 +311,14 @@ impl Pipeline {
             let _ = r.stop_tx.send(true);
             self.lane.feed.set_state(state);
             self.lane.feed.stop_marker(self.instance);
+            let how = match state {
+                FeedState::Exited => Stopping::Exit { deadline },
+                FeedState::Removed => Stopping::Remove,
+                FeedState::Open | FeedState::Held => Stopping::Park,
+            };
+            for c in &r.controls {
+                c.stop(how);
+            }
         }
     }
 
@@ -353,6 +374,9 @@ impl Pipeline {
                 "pipeline",
                 "the flush stage did not finish in time (a flusher is blocked); it finishes on its own",
             ),
+        }
+        for c in &r.controls {
+            c.finish(deadline);
         }
         if r.mode == FlushMode::Drain && r.delivering {
             while !self.lane.outbox.is_idle() && !self.ctl.parking() {

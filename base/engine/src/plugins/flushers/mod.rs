@@ -1,5 +1,8 @@
 //! Flusher plugins: one file each.
 
+pub mod file;
+pub mod http;
 pub mod null;
 pub mod sls;
 pub mod stdout;
+pub(crate) mod template;

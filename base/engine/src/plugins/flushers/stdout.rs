@@ -1,7 +1,6 @@
 //! `flusher_stdout`: writes one JSON object per log (to stdout, or appended to `FileName`).
 
 use crate::api::prelude::*;
-use serde_json::Map;
 use std::io::Write;
 
 /// Options of `flusher_stdout`.
@@ -19,7 +18,8 @@ struct Options {
 struct StdoutFlusher {
     file_name: Option<String>,
     file: Option<std::fs::File>,
-    tags: bool,
+    /// `Format::Json`, with or without the tags.
+    format: Format,
     line: Vec<u8>,
 }
 
@@ -29,45 +29,15 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Flush
     Ok(Box::new(StdoutFlusher {
         file_name,
         file: None,
-        tags: o.tags,
+        format: Format::Json { tags: o.tags },
         line: Vec::new(),
     }))
 }
 
-fn text(b: &[u8]) -> Value {
-    Value::String(String::from_utf8_lossy(b).into_owned())
-}
-
-impl StdoutFlusher {
-    fn render(&mut self, group: &EventGroup) {
-        self.line.clear();
-        for e in &group.events {
-            let mut obj = Map::new();
-            obj.insert("__time__".into(), Value::from(e.time));
-            if let Some(ns) = e.time_ns {
-                obj.insert("__time_ns__".into(), Value::from(ns));
-            }
-            if self.tags {
-                for (k, v) in &group.tags {
-                    obj.insert(format!("__tag__:{}", String::from_utf8_lossy(k)), text(v));
-                }
-                if !group.topic.is_empty() {
-                    obj.insert("__topic__".into(), text(&group.topic));
-                }
-            }
-            for (k, v) in &e.contents {
-                obj.insert(String::from_utf8_lossy(k).into_owned(), text(v));
-            }
-            // Serializing a map of strings cannot fail.
-            let _ = serde_json::to_writer(&mut self.line, &Value::Object(obj));
-            self.line.push(b'\n');
-        }
-    }
-}
-
 impl Flusher for StdoutFlusher {
     fn flush(&mut self, group: &EventGroup, _host: &dyn HostQueue) -> Result<(), FlushError> {
-        self.render(group);
+        self.line.clear();
+        self.format.encode(group, &mut self.line);
         match &self.file_name {
             None => std::io::stdout()
                 .lock()
