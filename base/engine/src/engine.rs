@@ -920,6 +920,9 @@ impl Inner {
             ctl.set(mode, Some(deadline));
         }
         self.stop_pipelines(&mut st, &names, mode, state, deadline);
+        if exit {
+            crate::buffer::exit_all(&self.shared, deadline);
+        }
         if let (Some(ctl), Some(orphans)) = (st.orphan_ctl.take(), st.orphans.clone()) {
             if exit {
                 while !orphans.is_idle() && !ctl.parking() {

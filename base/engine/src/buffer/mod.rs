@@ -56,6 +56,32 @@ use std::time::{Duration, Instant};
 /// Builds an output from its `detail`.
 pub type OutputBuild = Build<Box<dyn Output>>;
 
+/// Where the engine's shared objects list every buffer (for [`exit_all`]).
+const ALL_BUFFERS: &str = "buffer/all";
+
+/// The process exits: buffers not in a running pipeline (those of removed configs, still
+/// delivering in the background) write until `deadline` and then stop, as a stopping
+/// pipeline's do. No flush thread outlives this call by more than one write.
+pub fn exit_all(shared: &crate::api::Volatile, deadline: Instant) {
+    let Some(all) = shared.get::<Mutex<Vec<std::sync::Weak<Shared>>>>(ALL_BUFFERS) else {
+        return;
+    };
+    let live: Vec<Arc<Shared>> = all
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for s in &live {
+        if s.lock().phase != Phase::Ended {
+            s.stop(Stopping::Exit { deadline });
+        }
+    }
+    for s in &live {
+        s.finish(deadline);
+    }
+}
+
 /// Longest wait of a flush thread before it looks at the clock again.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -109,11 +135,17 @@ pub fn build(
     let mut errors = Vec::new();
     let output = primary.make().map_err(|e| errors.extend(e.into_all())).ok();
     let delayed = output.as_ref().is_some_and(|o| o.delayed_commit());
-    let default_dir = cx.store.as_ref().map(|s| {
-        let base = s.path().with_extension("buffers");
-        base.join(safe_name(&cx.config_name))
-            .join(safe_name(&cx.plugin))
-    });
+    let default_dir = match (&cx.store, &cx.host_queue) {
+        (Some(s), _) => Some(
+            s.path()
+                .with_extension("buffers")
+                .join(safe_name(&cx.config_name))
+                .join(safe_name(&cx.plugin)),
+        ),
+        // Checking a config (no engine yet): the engine's data directory will do.
+        (None, None) => Some(PathBuf::from("checkpoint.buffers")),
+        (None, Some(_)) => None,
+    };
     let settings = Settings::parse(detail, delayed, default_dir)
         .map_err(|e| errors.extend(e.into_all()))
         .ok();
@@ -183,6 +215,11 @@ pub fn build(
                     secondary,
                     holder.clone(),
                 );
+                let all: Arc<Mutex<Vec<std::sync::Weak<Shared>>>> =
+                    cx.shared.object(ALL_BUFFERS, || Mutex::new(Vec::new()));
+                let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+                all.retain(|w| w.strong_count() > 0);
+                all.push(Arc::downgrade(&s));
                 *h = Some(s.clone());
                 s
             }
