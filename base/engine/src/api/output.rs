@@ -194,4 +194,9 @@ pub trait Output: Send {
     fn delayed_commit(&self) -> bool {
         false
     }
+
+    /// The default `MaxInFlight`: chunks written and awaiting confirmation (async mode).
+    fn max_in_flight(&self) -> usize {
+        16
+    }
 }

@@ -135,6 +135,7 @@ pub fn build(
     let mut errors = Vec::new();
     let output = primary.make().map_err(|e| errors.extend(e.into_all())).ok();
     let delayed = output.as_ref().is_some_and(|o| o.delayed_commit());
+    let in_flight = output.as_ref().map_or(16, |o| o.max_in_flight());
     let default_dir = match (&cx.store, &cx.host_queue) {
         (Some(s), _) => Some(
             s.path()
@@ -146,7 +147,7 @@ pub fn build(
         (None, None) => Some(PathBuf::from("checkpoint.buffers")),
         (None, Some(_)) => None,
     };
-    let settings = Settings::parse(detail, delayed, default_dir)
+    let settings = Settings::parse(detail, delayed, in_flight, default_dir)
         .map_err(|e| errors.extend(e.into_all()))
         .ok();
     let secondary = secondary.and_then(|(b, d)| {
@@ -565,15 +566,7 @@ impl Shared {
                     return Ok(());
                 }
                 Overflow::DropOldestChunk => {
-                    let oldest = match st.queue.pop_back() {
-                        // The queue's back is the newest: the oldest is the front.
-                        Some(q) => {
-                            st.queue.push_back(q);
-                            st.queue.pop_front()
-                        }
-                        None => None,
-                    };
-                    let Some(q) = oldest.or_else(|| {
+                    let Some(q) = st.queue.pop_front().or_else(|| {
                         // Nothing queued: seal the oldest staged chunk and drop it.
                         let i = (0..st.staged.len()).min_by_key(|&i| st.staged[i].id)?;
                         let s = st.staged.swap_remove(i);

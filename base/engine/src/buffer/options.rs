@@ -84,7 +84,7 @@ struct BufferOptions {
     retry_max_times: Option<u32>,
     retry_forever: bool,
     delayed_commit_timeout_secs: u64,
-    max_in_flight: usize,
+    max_in_flight: Option<usize>,
 }
 
 impl Default for BufferOptions {
@@ -114,7 +114,7 @@ impl Default for BufferOptions {
             retry_max_times: None,
             retry_forever: false,
             delayed_commit_timeout_secs: 60,
-            max_in_flight: 16,
+            max_in_flight: None,
         }
     }
 }
@@ -220,13 +220,15 @@ pub(crate) const FRAMEWORK_KEYS: [&str; 4] = ["Buffer", "Secondary", "Retry", "C
 impl Settings {
     /// Reads `Buffer`, iLogtail's `Retry` and `Concurrency` from an output's `detail`.
     /// `delayed` tells whether the output confirms later (the default mode is then async);
-    /// `default_dir` is where a file buffer goes without `Path`.
+    /// `in_flight` is the output's default `MaxInFlight`; `default_dir` is where a file
+    /// buffer goes without `Path`.
     ///
     /// # Errors
     /// Every problem, each naming its field (`Buffer.<field>`, `Retry.<field>`).
     pub fn parse(
         detail: &Value,
         delayed: bool,
+        in_flight: usize,
         default_dir: Option<PathBuf>,
     ) -> Result<Settings, DetailError> {
         let mut errors: Vec<DetailError> = Vec::new();
@@ -347,7 +349,7 @@ impl Settings {
                 ),
             );
         }
-        if b.max_in_flight == 0 {
+        if b.max_in_flight == Some(0) {
             err("MaxInFlight", "0 chunks in flight; at least 1".into());
         }
         let mode = b
@@ -444,7 +446,7 @@ impl Settings {
             retry_max_times,
             retry_forever: b.retry_forever,
             commit_timeout: Duration::from_secs(b.delayed_commit_timeout_secs.max(1)),
-            max_in_flight: b.max_in_flight.max(1),
+            max_in_flight: b.max_in_flight.unwrap_or(in_flight).max(1),
         })
     }
 
@@ -472,7 +474,7 @@ mod tests {
     use serde_json::json;
 
     fn errors(v: Value) -> Vec<String> {
-        match Settings::parse(&v, false, None) {
+        match Settings::parse(&v, false, 16, None) {
             Ok(_) => Vec::new(),
             Err(e) => e.into_all().into_iter().map(|e| e.field).collect(),
         }
@@ -480,14 +482,14 @@ mod tests {
 
     #[test]
     fn defaults_are_a_memory_buffer_flushed_every_second() {
-        let s = Settings::parse(&json!({}), false, None).unwrap();
+        let s = Settings::parse(&json!({}), false, 16, None).unwrap();
         assert_eq!(
             (s.mode, s.kind, s.flush),
             (Mode::Sync, Kind::Memory, FlushMode::Interval)
         );
         assert_eq!(s.overflow, Overflow::Block);
         assert!(s.flush_at_shutdown);
-        let s = Settings::parse(&json!({}), true, None).unwrap();
+        let s = Settings::parse(&json!({}), true, 16, None).unwrap();
         assert_eq!(s.mode, Mode::Async);
     }
 
@@ -526,6 +528,7 @@ mod tests {
         let s = Settings::parse(
             &json!({"Retry": {"MaxRetryTimes": 5, "InitialDelay": "200ms", "MaxDelay": "3s"}, "Concurrency": 4}),
             false,
+            16,
             None,
         )
         .unwrap();
@@ -533,14 +536,14 @@ mod tests {
         assert_eq!(s.retry_wait, Duration::from_millis(200));
         assert_eq!(s.retry_max_interval, Duration::from_secs(3));
         assert_eq!(s.threads, 4);
-        let s = Settings::parse(&json!({"Retry": {"Enable": false}}), false, None).unwrap();
+        let s = Settings::parse(&json!({"Retry": {"Enable": false}}), false, 16, None).unwrap();
         assert_eq!(s.retry_max_times, Some(0));
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
         let mut s =
-            Settings::parse(&json!({"Buffer": {"RetryRandomize": false}}), false, None).unwrap();
+            Settings::parse(&json!({"Buffer": {"RetryRandomize": false}}), false, 16, None).unwrap();
         assert_eq!(s.backoff(1, 0), Duration::from_secs(1));
         assert_eq!(s.backoff(3, 0), Duration::from_secs(4));
         assert_eq!(s.backoff(30, 0), Duration::from_secs(60));

@@ -761,10 +761,16 @@ async fn flush_loop(
     pool: Pool,
 ) -> Stage<Box<dyn Flusher>> {
     let inline = flushers.iter().all(|s| !s.plugin.may_block());
+    // A buffered flusher fills the outbox from its own threads (and bounds what it puts
+    // there): its back-pressure is its buffer's limit, so the flush stage does not wait for
+    // the outbox unless a flusher pushes there directly.
+    let direct = flushers.iter().any(|s| s.plugin.control().is_none());
     while let Some(boxed) = rx.recv().await {
         let mut group = *boxed;
         // Back-pressure: while running, the outbox holds at most OUTBOX_ROOM waiting groups.
-        ctl.outbox().wait_room(OUTBOX_ROOM, &ctl).await;
+        if direct {
+            ctl.outbox().wait_room(OUTBOX_ROOM, &ctl).await;
+        }
         if flushers
             .iter()
             .any(|s| s.spec.matcher.is_some() || !s.plugin.reads_encoded())

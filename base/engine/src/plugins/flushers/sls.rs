@@ -107,6 +107,11 @@ impl Output for HostOutput {
         true
     }
 
+    fn max_in_flight(&self) -> usize {
+        // What waits in the outbox while the host refuses: two chunks, not the whole buffer.
+        2
+    }
+
     fn write(&mut self, _chunk: &Chunk) -> Result<(), WriteError> {
         Err(WriteError::Unrecoverable(
             "flusher_sls hands chunks to the host in async mode only (Buffer.Mode \"async\")"
