@@ -96,6 +96,8 @@ pub struct Request {
     pub status: Option<u16>,
     /// The records of the body (see the module docs), accepted or not.
     pub records: Vec<Value>,
+    /// When the sink had read the whole request (before it answered).
+    pub received_at: Instant,
 }
 
 impl Request {
@@ -339,6 +341,7 @@ fn read_request(c: &mut Conn<'_>) -> Option<Request> {
         body,
         status: None,
         records: Vec::new(),
+        received_at: Instant::now(),
     })
 }
 

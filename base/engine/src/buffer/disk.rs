@@ -108,6 +108,8 @@ pub(crate) struct Recovered {
     pub(crate) records: usize,
     /// Bytes after the last complete frame (cut off).
     pub(crate) lost_bytes: u64,
+    /// Records of the damaged frame, when its header was readable.
+    pub(crate) lost_records: Option<u32>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -145,6 +147,7 @@ pub(crate) fn recover(path: &Path) -> io::Result<Option<Recovered>> {
     };
     let mut body = Vec::new();
     let (mut ends, mut records) = (Vec::new(), 0usize);
+    let mut lost_records = None;
     while let (Some(len), Some(recs), Some(crc)) = (
         u32_at(&raw, pos),
         u32_at(&raw, pos + 4),
@@ -155,6 +158,8 @@ pub(crate) fn recover(path: &Path) -> io::Result<Option<Recovered>> {
             break;
         }
         let Some(data) = raw.get(pos + FRAME_HEAD..pos + FRAME_HEAD + len) else {
+            // Cut short: its header still says how many records it held.
+            lost_records = Some(recs);
             break;
         };
         let mut h = crc32fast::Hasher::new();
@@ -193,6 +198,7 @@ pub(crate) fn recover(path: &Path) -> io::Result<Option<Recovered>> {
         ends,
         records,
         lost_bytes,
+        lost_records,
     }))
 }
 
@@ -268,6 +274,7 @@ mod tests {
         let r = recover(&path).unwrap().unwrap();
         assert_eq!((r.body.as_slice(), r.records), (&b"first\n"[..], 1));
         assert_eq!(r.lost_bytes, FRAME_HEAD as u64 + 7 - 3);
+        assert_eq!(r.lost_records, Some(1));
         assert_eq!(
             fs::metadata(&path).unwrap().len(),
             full - FRAME_HEAD as u64 - 7,

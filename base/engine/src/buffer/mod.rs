@@ -664,9 +664,7 @@ impl Shared {
             st.queue.push_back(q);
             self.work.notify_one();
         }
-        self.stats
-            .queue_depth
-            .store(st.queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.set_depth(&st);
         Ok(())
     }
 
@@ -681,11 +679,18 @@ impl Shared {
             match disk::recover(&path) {
                 Ok(Some(r)) => {
                     if r.lost_bytes > 0 {
+                        let lost = match r.lost_records {
+                            Some(n) => {
+                                PluginStats::add(&self.stats.dropped, u64::from(n));
+                                format!("{n} records")
+                            }
+                            None => "an unknown number of records".into(),
+                        };
                         self.alarm(
                             AlarmType::DataDropped,
                             Level::Error,
                             format!(
-                                "chunk file {} was cut short (a crash?): {} records recovered, the last {} bytes were unreadable",
+                                "chunk file {} was cut short (a crash?): {} records recovered, {lost} lost in the last {} bytes",
                                 path.display(),
                                 r.records,
                                 r.lost_bytes
@@ -783,8 +788,18 @@ impl Shared {
     fn drop_chunk(&self, q: Queued, why: &str) {
         let bytes = q.bytes;
         self.discard(q, why);
-        self.lock().bytes -= bytes;
+        let mut st = self.lock();
+        st.bytes -= bytes;
+        self.set_depth(&st);
+        drop(st);
         self.room.notify_all();
+    }
+
+    fn set_depth(&self, st: &State) {
+        self.stats.queue_depth.store(
+            (st.queue.len() + st.inflight.len() + st.writing) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Drops a chunk deliberately (counted and alarmed): its acks are done.
@@ -1027,6 +1042,12 @@ impl Shared {
                         self.drop_chunk(q, &format!("its chunk file cannot be read: {e}"));
                         continue;
                     }
+                    // Acks still waiting for a sync go now: once out of the queue (being
+                    // written, or awaiting a confirmation) the periodic sync does not see it.
+                    if let (Some(f), false) = (&q.file, q.unsynced.is_empty()) {
+                        let acks = std::mem::take(&mut q.unsynced);
+                        self.sync(vec![(f.clone(), acks)]);
+                    }
                     let out = &mut output.as_mut().expect("built above").1;
                     if self.settings.mode == Mode::Async {
                         self.start_async(q, out.as_mut());
@@ -1087,9 +1108,7 @@ impl Shared {
         {
             let mut st = self.lock();
             st.bytes -= q.bytes;
-            self.stats
-                .queue_depth
-                .store(st.queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.set_depth(&st);
         }
         // The acks go last: the chunk is gone from the disk before an input may commit past it.
         drop(q);
@@ -1101,10 +1120,17 @@ impl Shared {
     fn requeue(&self, q: Queued, wait: Duration) {
         let mut st = self.lock();
         st.writing = st.writing.saturating_sub(1);
-        st.retry_at = Some(Instant::now() + wait);
+        Self::retry_after(&mut st, wait);
         st.queue.push_front(q);
         drop(st);
         self.work.notify_all();
+    }
+
+    /// Nothing is written for `wait` (or longer, when a wait already runs: a destination's
+    /// `Retry-After` is not cut short by another thread's shorter back-off).
+    fn retry_after(st: &mut State, wait: Duration) {
+        let until = Instant::now() + wait;
+        st.retry_at = Some(st.retry_at.map_or(until, |t| t.max(until)));
     }
 
     fn give_up(&self, q: &Queued) -> bool {
@@ -1127,9 +1153,9 @@ impl Shared {
     ) {
         q.chunk.retries += 1;
         q.first_failure.get_or_insert_with(Instant::now);
-        PluginStats::add(&self.stats.retries, 1);
         let give_up = matches!(e, WriteError::Unrecoverable(_)) || self.give_up(&q);
         if !give_up {
+            PluginStats::add(&self.stats.retries, 1);
             if q.chunk.retries == 1 {
                 self.alarm(
                     AlarmType::SendFailed,
@@ -1144,7 +1170,7 @@ impl Shared {
                     .backoff(q.chunk.retries, q.chunk.id ^ u64::from(q.chunk.retries)),
             };
             let mut st = self.lock();
-            st.retry_at = Some(Instant::now() + wait);
+            Self::retry_after(&mut st, wait);
             st.queue.push_front(q);
             drop(st);
             self.work.notify_all();

@@ -542,8 +542,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let mut s =
-            Settings::parse(&json!({"Buffer": {"RetryRandomize": false}}), false, 16, None).unwrap();
+        let mut s = Settings::parse(
+            &json!({"Buffer": {"RetryRandomize": false}}),
+            false,
+            16,
+            None,
+        )
+        .unwrap();
         assert_eq!(s.backoff(1, 0), Duration::from_secs(1));
         assert_eq!(s.backoff(3, 0), Duration::from_secs(4));
         assert_eq!(s.backoff(30, 0), Duration::from_secs(60));
