@@ -267,6 +267,19 @@ fn last_stats(stdout: &str, config: &str, plugin: &str) -> Option<BTreeMap<Strin
         })
 }
 
+/// The buffer took and delivered all N records and dropped none.
+fn assert_all_through(stats: &Option<BTreeMap<String, u64>>, context: &str) {
+    assert_eq!(
+        (
+            stat(stats, "events_in"),
+            stat(stats, "events_out"),
+            stat(stats, "dropped")
+        ),
+        (N, N, 0),
+        "the buffer's counters (events_in, events_out, dropped): {stats:?}\n{context}"
+    );
+}
+
 fn stat(stats: &Option<BTreeMap<String, u64>>, key: &str) -> u64 {
     stats
         .as_ref()
@@ -424,15 +437,7 @@ fn flusher_file_writes_every_record_once() {
     let context = stderr_end("stderr", &fin.stderr);
     t.assert_exactly_once(&expected, "flusher_file, JSON lines", &context);
     let stats = last_stats(&fin.stdout, "file_json", BUFFER_PLUGIN);
-    assert_eq!(
-        (
-            stat(&stats, "events_in"),
-            stat(&stats, "events_out"),
-            stat(&stats, "dropped")
-        ),
-        (N, N, 0),
-        "the buffer's counters (events_in, events_out, dropped): {stats:?}\n{context}"
-    );
+    assert_all_through(&stats, &context);
     report("flusher_file_json", t.summary_for(&expected));
 }
 
@@ -989,15 +994,7 @@ fn host_down_with_a_disk_buffer_in_flusher_sls_loses_nothing() {
         "the host refused no send of sls_disk (summary {summary})\n{context}"
     );
     let stats = last_stats(&fin.stdout, "sls_disk", "flusher_sls/0/buffer");
-    assert_eq!(
-        (
-            stat(&stats, "events_in"),
-            stat(&stats, "events_out"),
-            stat(&stats, "dropped")
-        ),
-        (N, N, 0),
-        "the buffer's counters (events_in, events_out, dropped): {stats:?}\n{context}"
-    );
+    assert_all_through(&stats, &context);
     let buffers = dir.path().join("data");
     let left: Vec<PathBuf> = walk(&buffers)
         .into_iter()

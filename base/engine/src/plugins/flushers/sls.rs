@@ -47,14 +47,20 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Box<dyn Flushe
         return crate::buffer::build(detail, cx, build_output, None);
     }
     let o: Options = parse_detail(detail)?;
-    Ok(Box::new(SlsFlusher {
-        config: cx.config_name.clone(),
-        logstore: cx.logstore.clone(),
-        logstore_key: cx.logstore_key,
-        source: cx.host.ip.clone(),
-        with_time_ns: cx.global.enable_timestamp_nanosecond,
-        keep_shard_hash: o.keep_shard_hash,
-    }))
+    Ok(Box::new(SlsFlusher::new(cx, &o)))
+}
+
+impl SlsFlusher {
+    fn new(cx: &PluginContext, o: &Options) -> Self {
+        Self {
+            config: cx.config_name.clone(),
+            logstore: cx.logstore.clone(),
+            logstore_key: cx.logstore_key,
+            source: cx.host.ip.clone(),
+            with_time_ns: cx.global.enable_timestamp_nanosecond,
+            keep_shard_hash: o.keep_shard_hash,
+        }
+    }
 }
 
 /// The output of a buffered `flusher_sls`: chunks of `LogGroupList` frames, each group handed
@@ -67,14 +73,7 @@ struct HostOutput {
 fn build_output(detail: &Value, cx: &PluginContext) -> Result<Box<dyn Output>, DetailError> {
     let o: Options = parse_detail(detail)?;
     Ok(Box::new(HostOutput {
-        flusher: SlsFlusher {
-            config: cx.config_name.clone(),
-            logstore: cx.logstore.clone(),
-            logstore_key: cx.logstore_key,
-            source: cx.host.ip.clone(),
-            with_time_ns: cx.global.enable_timestamp_nanosecond,
-            keep_shard_hash: o.keep_shard_hash,
-        },
+        flusher: SlsFlusher::new(cx, &o),
         host: cx.host_queue.clone(),
     }))
 }
