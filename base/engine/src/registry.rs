@@ -174,8 +174,21 @@ pub fn flusher(spec: &PluginSpec, cx: &PluginContext) -> Result<Box<dyn Flusher>
     if let Some((_, Factory::Output(b))) = output {
         let mut cx = cx.clone();
         cx.plugin = spec.instance_name().into();
-        let secondary = secondary(&spec.detail).map_err(BuildError::Detail)?;
-        return crate::buffer::build(&spec.detail, &cx, *b, secondary).map_err(BuildError::Detail);
+        // Every problem is reported: the secondary's along with the output's own.
+        let (secondary, bad) = match secondary(&spec.detail) {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(e)),
+        };
+        let built = crate::buffer::build(&spec.detail, &cx, *b, secondary);
+        return match (built, bad) {
+            (Ok(f), None) => Ok(f),
+            (Ok(_), Some(e)) => Err(BuildError::Detail(e)),
+            (Err(e), None) => Err(BuildError::Detail(e)),
+            (Err(mut e), Some(s)) => {
+                e.more.push(s);
+                Err(BuildError::Detail(e))
+            }
+        };
     }
     build(spec, cx, |f| match f {
         Factory::Flusher(b) => Some(b),
@@ -593,5 +606,30 @@ mod config_tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field.as_deref(), Some("detail.Format"));
         assert!(errs[0].message.contains("%Q"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_buffered_output_reports_its_own_its_buffers_and_its_secondarys_problems() {
+        let cfg = r#"{"flushers":[{"type":"flusher_http","detail":{"RemoteURL":"ftp://x",
+            "Buffer":{"Type":"disk","OverflowAction":"explode"},
+            "Secondary":{"Type":"flusher_sls"}}}]}"#;
+        let errs = parse_config("cfg", cfg).unwrap_err();
+        let fields: Vec<&str> = errs.iter().filter_map(|e| e.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            [
+                "detail.RemoteURL",
+                "detail.Buffer.OverflowAction",
+                "detail.Secondary.Type"
+            ],
+            "{errs:?}"
+        );
+        assert!(errs
+            .iter()
+            .all(|e| e.plugin.as_deref() == Some("flushers[0] (flusher_http)")));
+        let ok = r#"{"flushers":[{"type":"flusher_file","detail":{"FilePath":"/tmp/x.log",
+            "Buffer":{"Type":"file","ChunkKeys":["tag","time"],"Timekey":60},
+            "Secondary":{"Type":"flusher_file","FilePath":"/tmp/failed.log"}}}]}"#;
+        parse_config("cfg", ok).unwrap();
     }
 }

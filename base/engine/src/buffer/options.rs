@@ -27,7 +27,8 @@ pub enum Mode {
 pub enum Kind {
     /// In memory: lost at exit (the inputs' offsets then stay before them).
     Memory,
-    /// One file per chunk under `Path`: survives a crash.
+    /// One file per chunk under `Path`: survives a crash (`disk` is accepted too).
+    #[serde(alias = "disk")]
     File,
 }
 
