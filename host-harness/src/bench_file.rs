@@ -33,7 +33,7 @@ pub const START_PATTERN: &str = r"\d{4}-\d{2}-\d{2} .*";
 const GENERATOR_VERSION: u64 = 1;
 /// Timestamps of generated records start at 2026-12-01 00:00:00 UTC (fixed: the same options
 /// always generate the same file).
-const EPOCH_SECS: u64 = 1_796_083_200;
+pub(crate) const EPOCH_SECS: u64 = 1_796_083_200;
 /// Bytes written per `write` call while generating.
 const WRITE_CHUNK: usize = 8 << 20;
 /// The Fluent Bit next to the repository (`<repo>/../shared/tools/fluent-bit/bin/fluent-bit`).
@@ -310,13 +310,13 @@ pub fn file_config(path: &Path, multiline: bool, aggregate_ms: u64) -> String {
 
 /// Exits the process unless disarmed (dropped) within `after`: a call into the base that never
 /// returns must not hang the caller forever.
-struct Watchdog {
+pub(crate) struct Watchdog {
     /// Dropping it wakes the watchdog thread, which then returns.
     _disarm: mpsc::Sender<()>,
 }
 
 impl Watchdog {
-    fn arm(after: Duration, what: &'static str) -> Watchdog {
+    pub(crate) fn arm(after: Duration, what: &'static str) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
             if rx.recv_timeout(after) == Err(mpsc::RecvTimeoutError::Timeout) {
@@ -336,7 +336,7 @@ impl Watchdog {
 ///
 /// # Errors
 /// When the file cannot be read.
-fn warm_page_cache(path: &Path) -> io::Result<Duration> {
+pub(crate) fn warm_page_cache(path: &Path) -> io::Result<Duration> {
     use std::io::Read as _;
     let t = Instant::now();
     let mut f = File::open(path)?;
@@ -346,7 +346,7 @@ fn warm_page_cache(path: &Path) -> io::Result<Duration> {
 }
 
 /// VmHWM (peak VmRSS, KiB) from `/proc/self/status`; `None` when unreadable.
-fn vm_hwm_kib() -> Option<u64> {
+pub(crate) fn vm_hwm_kib() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -358,23 +358,23 @@ fn vm_hwm_kib() -> Option<u64> {
 }
 
 /// Resets VmHWM to the current RSS (`/proc/self/clear_refs` = 5); `false` when not possible.
-fn reset_peak_rss() -> bool {
+pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// CPU time over a part of the run.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Cpu {
-    user_s: f64,
-    sys_s: f64,
+pub(crate) struct Cpu {
+    pub(crate) user_s: f64,
+    pub(crate) sys_s: f64,
 }
 
 impl Cpu {
-    fn total(self) -> f64 {
+    pub(crate) fn total(self) -> f64 {
         self.user_s + self.sys_s
     }
 
-    fn minus(self, earlier: Cpu) -> Cpu {
+    pub(crate) fn minus(self, earlier: Cpu) -> Cpu {
         Cpu {
             user_s: self.user_s - earlier.user_s,
             sys_s: self.sys_s - earlier.sys_s,
@@ -383,7 +383,7 @@ impl Cpu {
 }
 
 /// `getrusage(who)`: user and system CPU time, and ru_maxrss (KiB).
-fn usage(who: libc::c_int) -> (Cpu, u64) {
+pub(crate) fn usage(who: libc::c_int) -> (Cpu, u64) {
     // SAFETY: getrusage fills the zeroed struct.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -752,12 +752,12 @@ pub fn run(o: BenchOpts) -> i32 {
     code
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     round(kib as f64 / 1024.0, 1)
 }
 

@@ -109,12 +109,31 @@ File collection (--file):
     /proc) gives a warning and its figures; one that fails before, or runs past --timeout, an
     error.
 
+Buffered delivery (--buffer):
+    input_file reads a generated file of exactly --records nginx lines (the first lines of
+    --file's; <temp dir>/plugin-bench-file/nginx-<N>records.log, reused) → aggregator_default
+    → flusher_file (Format json, MaxFileSize 0, in a temp dir) or flusher_http (ndjson to a
+    local HTTP/1.1 sink), with Buffer {Type memory} or {Type file, Path in a temp dir}, other
+    Buffer options at their defaults. Each case runs in its own process (peak RSS and CPU are
+    its own); the sink runs in another child (`host-harness bench-sink`: it counts the
+    ndjson lines of the bodies it accepts, or the lines flusher_file wrote), so its CPU is
+    not in the figures (it is reported apart). Reports per case MB (of the input file) per
+    CPU-second, MB/s, records/s, peak RSS; exit 1 unless exactly --records records arrived
+    (counted again after HoldOn(1)).
+    --outage-secs S (http only): the sink answers 503 (no Retry-After) for the first S s of
+    another run of each http case; RSS, the disk buffer's size and the bytes the process read
+    are sampled every second; then the sink accepts again, and the backlog's drain (from the
+    first accepted request until all records arrived) is compared with the normal run's
+    records/s.
+
 Examples (build with `cargo build --release` first):
     target/release/host-harness bench --scenario raw --events 2000000
     target/release/host-harness bench --scenario regex-filter-add --json
     target/release/host-harness bench --input json --processors my-processors.json
     target/release/host-harness bench --file --fluent-bit
-    target/release/host-harness bench --file --multiline --file-mb 256 --fluent-bit --json";
+    target/release/host-harness bench --file --multiline --file-mb 256 --fluent-bit --json
+    target/release/host-harness bench --buffer
+    target/release/host-harness bench --buffer --sink http --buffer-type file --outage-secs 60";
 
 const FOOTPRINT_LONG_ABOUT: &str = "\
 what configs cost the host process (RSS, OS threads), idle and over time
@@ -246,6 +265,10 @@ pub enum Command {
         allow_negative_numbers = true
     )]
     Footprint(FootprintOpts),
+    /// `bench --buffer`'s sink, run as a child: an HTTP/1.1 server on 127.0.0.1 or a
+    /// counter of the lines of a file, controlled on stdin
+    #[command(hide = true)]
+    BenchSink(BenchSinkOpts),
     /// a Fluent Bit-style proxy host: load an external (Go-proxy ABI) plugin .so and drive it
     #[command(long_about = FB_LONG_ABOUT, subcommand_required = true, arg_required_else_help = true)]
     FluentBit(FbCommand),
@@ -632,6 +655,38 @@ impl Scenario {
     }
 }
 
+/// Where `bench --buffer` delivers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferSink {
+    /// flusher_file
+    File,
+    /// flusher_http to a local sink
+    Http,
+    /// both, one after the other
+    #[default]
+    All,
+}
+
+/// The `Buffer.Type`s `bench --buffer` runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferType {
+    /// Buffer {Type memory}
+    Memory,
+    /// Buffer {Type file}
+    File,
+    /// both, one after the other
+    #[default]
+    Both,
+}
+
+/// Options of the hidden `bench-sink` (started by `bench --buffer`).
+#[derive(Debug, Default, PartialEq, Args)]
+pub struct BenchSinkOpts {
+    /// count the lines of this file instead of serving HTTP
+    #[arg(long, value_name = "PATH")]
+    pub count_file: Option<PathBuf>,
+}
+
 /// Options of `bench`.
 #[derive(Debug, PartialEq, Args)]
 pub struct BenchOpts {
@@ -730,6 +785,34 @@ pub struct BenchOpts {
     /// (default: <temp dir>/plugin-bench-file/<single|multiline>-<N>MB.log)
     #[arg(long, value_name = "PATH", requires = "file", verbatim_doc_comment)]
     pub keep_file: Option<PathBuf>,
+    /// input_file → flusher_file / flusher_http with memory and file
+    /// buffers (see Buffered delivery below)
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "scenario", "input", "processors", "events", "batch", "threads",
+            "expect_logs", "loongcollector", "file",
+        ],
+        verbatim_doc_comment
+    )]
+    pub buffer: bool,
+    /// --buffer: the outputs to run
+    #[arg(long, value_enum, value_name = "SINK", default_value_t = BufferSink::All, requires = "buffer")]
+    pub sink: BufferSink,
+    /// --buffer: the buffer types to run
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = BufferType::Both, requires = "buffer")]
+    pub buffer_type: BufferType,
+    /// --buffer: records (nginx lines) in the input file
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = positive, requires = "buffer")]
+    pub records: u64,
+    /// --buffer: also run each http case with the sink answering 503 for
+    /// the first SECS seconds (0: no outage run)
+    #[arg(long, value_name = "SECS", default_value_t = 0, value_parser = count, requires = "buffer", verbatim_doc_comment)]
+    pub outage_secs: u64,
+    /// --buffer: run exactly the one case of --sink and --buffer-type in this
+    /// process and print its JSON (how the cases are run)
+    #[arg(long, hide = true, requires = "buffer")]
+    pub buffer_one: bool,
 }
 
 impl Default for BenchOpts {
@@ -754,6 +837,12 @@ impl Default for BenchOpts {
             multiline: false,
             fluent_bit: None,
             keep_file: None,
+            buffer: false,
+            sink: BufferSink::All,
+            buffer_type: BufferType::Both,
+            records: 2_000_000,
+            outage_secs: 0,
+            buffer_one: false,
         }
     }
 }
@@ -893,7 +982,7 @@ where
                 return Err(out.error(ErrorKind::ArgumentConflict, msg));
             }
         }
-        Command::FluentBit(_) => {}
+        Command::FluentBit(_) | Command::BenchSink(_) => {}
         Command::Footprint(o) => {
             o.lib_dir = cli.lib_dir;
             if o.rate == 0 && o.input == FootprintInput::Mock {

@@ -4,6 +4,7 @@
 //! of configs. See `host-harness --help`.
 
 mod bench;
+mod bench_buffer;
 mod bench_file;
 mod cli;
 mod fluentbit;
@@ -26,7 +27,9 @@ fn main() {
         Ok(Command::Run(o)) => run::run(o),
         Ok(Command::Validate(o)) => validate::run(o),
         Ok(Command::Bench(o)) if o.file => bench_file::run(o),
+        Ok(Command::Bench(o)) if o.buffer => bench_buffer::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
+        Ok(Command::BenchSink(o)) => bench_buffer::sink_main(o),
         Ok(Command::Footprint(o)) => footprint::run(o),
         Ok(Command::FluentBit(o)) => fluentbit::run(o),
         // Help and version on stdout (exit code 0), usage errors on stderr (exit code 2).

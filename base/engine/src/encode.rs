@@ -286,14 +286,38 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any byte of `w` is a control character, `"` or a backslash (exact: the classic
+/// "has a byte below n" and "has a zero byte" word tricks, for n ≤ 128).
+#[inline(always)]
+fn word_needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(LO * u64::from(n)) & !x & HI;
+    let quote = w ^ (LO * u64::from(b'"'));
+    let backslash = w ^ (LO * u64::from(b'\\'));
+    (below(w, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
+}
+
 fn escape_utf8(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = 0;
+    while i < s.len() {
+        // Eight bytes at a time while none needs escaping (most text).
+        if let Some(w) = s.get(i..i + 8) {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            if !word_needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
         let esc = ESCAPE[b as usize];
+        i += 1;
         if esc == 0 {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&s[start..i]);
         match esc {
             b'u' => out.extend_from_slice(&[
@@ -332,6 +356,23 @@ mod tests {
 
     fn b(s: &[u8]) -> Bytes {
         Bytes::copy_from_slice(s)
+    }
+
+    #[test]
+    fn the_word_test_finds_exactly_the_bytes_to_escape() {
+        for fill in [b'a', 0x7f, 0xc3, 0xff, b' '] {
+            for x in 0..=255u8 {
+                for pos in 0..8 {
+                    let mut w = [fill; 8];
+                    w[pos] = x;
+                    assert_eq!(
+                        word_needs_escape(u64::from_le_bytes(w)),
+                        ESCAPE[x as usize] != 0 || ESCAPE[fill as usize] != 0,
+                        "byte {x:#x} at {pos} among {fill:#x}"
+                    );
+                }
+            }
+        }
     }
 
     fn event(time: u32, ns: Option<u32>, contents: &[(&[u8], &[u8])]) -> LogEvent {

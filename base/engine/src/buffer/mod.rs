@@ -619,7 +619,12 @@ impl Shared {
                 st.staged.push(Staged {
                     id,
                     key,
-                    body: Vec::new(),
+                    // Reserved whole (only touched pages take memory): no copy as it grows.
+                    body: if file {
+                        Vec::new()
+                    } else {
+                        Vec::with_capacity(set.chunk_bytes)
+                    },
                     ends: Vec::new(),
                     records: 0,
                     bytes: 0,

@@ -316,7 +316,7 @@ impl Settings {
             );
         }
         let total = b.total_limit_size.unwrap_or(match b.r#type {
-            Kind::Memory => 256 << 20,
+            Kind::Memory => 64 << 20,
             Kind::File => 4 << 30,
         });
         if total < b.chunk_limit_size {

@@ -742,8 +742,9 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::io::{BufRead, BufReader, Read};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     use std::sync::mpsc;
+    use std::sync::Arc;
     use std::time::Instant;
 
     /// One request as the test server saw it.
@@ -792,7 +793,7 @@ mod tests {
         (url, rx)
     }
 
-    fn read_request(r: &mut BufReader<TcpStream>) -> Option<Got> {
+    fn read_request(r: &mut impl BufRead) -> Option<Got> {
         let mut head = String::new();
         loop {
             let mut line = String::new();
@@ -1074,5 +1075,285 @@ mod tests {
         assert_eq!(at("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
         assert_eq!(at("86400"), Some(MAX_RETRY_AFTER));
         assert_eq!(at("soon"), None);
+    }
+
+    /// A CA and what it signed, made at test time, with its PEM files in a temporary folder
+    /// that is removed on drop.
+    struct Pki {
+        dir: std::path::PathBuf,
+        ca: rustls::pki_types::CertificateDer<'static>,
+        server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        server_key: Vec<u8>,
+    }
+
+    impl Pki {
+        /// A CA, a server certificate for `localhost` and 127.0.0.1, and a client
+        /// certificate; writes `ca.pem`, `client.pem` and `client.key`.
+        fn new() -> Self {
+            use rcgen::{
+                BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+                KeyPair, KeyUsagePurpose,
+            };
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, "flusher_http test CA");
+            ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let ca_key = KeyPair::generate().unwrap();
+            let ca = ca_params.self_signed(&ca_key).unwrap();
+            let issuer = Issuer::new(ca_params, ca_key);
+            let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+                let mut params = CertificateParams::new(names).unwrap();
+                params.distinguished_name.push(DnType::CommonName, "leaf");
+                params.extended_key_usages = vec![usage];
+                let key = KeyPair::generate().unwrap();
+                (params.signed_by(&key, &issuer).unwrap(), key)
+            };
+            let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            let (server, server_key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth);
+            let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+            let dir = std::env::temp_dir().join(format!(
+                "flusher-http-tls-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let pki = Self {
+                dir,
+                ca: ca.der().clone(),
+                server_chain: vec![server.der().clone(), ca.der().clone()],
+                server_key: server_key.serialize_der(),
+            };
+            std::fs::write(pki.path("ca.pem"), ca.pem()).unwrap();
+            std::fs::write(pki.path("client.pem"), client.pem()).unwrap();
+            std::fs::write(pki.path("client.key"), client_key.serialize_pem()).unwrap();
+            pki
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.dir.join(name).to_str().unwrap().to_string()
+        }
+
+        /// The server's TLS configuration (ring only), asking for a client certificate
+        /// signed by the CA when `client_auth`.
+        fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let builder = if client_auth {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(self.ca.clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_no_client_auth()
+            };
+            let key = rustls::pki_types::PrivatePkcs8KeyDer::from(self.server_key.clone());
+            Arc::new(
+                builder
+                    .with_single_cert(self.server_chain.clone(), key.into())
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// What the TLS test server saw on one connection.
+    enum Seen {
+        Request(Got),
+        /// The handshake failed, with the server's side of why.
+        Handshake(String),
+    }
+
+    /// A one-thread HTTPS (HTTP/1.1) server on 127.0.0.1 answering requests in order with
+    /// the statuses of `script`; it stops when the script is done or after 10 s.
+    fn serve_tls(
+        config: Arc<rustls::ServerConfig>,
+        script: Vec<u16>,
+    ) -> (u16, mpsc::Receiver<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut script = script.into_iter().peekable();
+            while script.peek().is_some() && Instant::now() < deadline {
+                let mut tcp = match listener.accept() {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                tcp.set_nonblocking(false).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                tcp.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut failed = None;
+                while conn.is_handshaking() {
+                    if let Err(e) = conn.complete_io(&mut tcp) {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+                if let Some(why) = failed {
+                    let _ = tx.send(Seen::Handshake(why));
+                    continue;
+                }
+                let mut r = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                while let Some(got) = read_request(&mut r) {
+                    let _ = tx.send(Seen::Request(got));
+                    let Some(code) = script.next() else { return };
+                    let text = format!("status {code}");
+                    let out = r.get_mut();
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = out.flush();
+                    if script.peek().is_none() {
+                        // Let the answer go out before the connection closes.
+                        out.conn.send_close_notify();
+                        let _ = out.conn.complete_io(&mut out.sock);
+                        return;
+                    }
+                }
+            }
+        });
+        (port, rx)
+    }
+
+    /// The next thing the TLS server saw, within 5 s.
+    fn seen(rx: &mpsc::Receiver<Seen>) -> Seen {
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the TLS server saw nothing")
+    }
+
+    fn ndjson_lines(body: &[u8]) -> usize {
+        body.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+    }
+
+    #[test]
+    fn https_with_the_ca_file_delivers() {
+        let pki = Pki::new();
+        let (port, rx) = serve_tls(pki.server_config(false), vec![200]);
+        let mut out = output(json!({
+            "RemoteURL": format!("https://localhost:{port}/ingest"),
+            "TLS": {"CAFile": pki.path("ca.pem")},
+            "Timeout": "5s",
+        }));
+        out.write(&chunk(LINES, 3)).unwrap();
+        match seen(&rx) {
+            Seen::Request(got) => {
+                assert!(
+                    got.head.starts_with("POST /ingest HTTP/1.1\r\n"),
+                    "{}",
+                    got.head
+                );
+                assert_eq!(ndjson_lines(&got.body), 3);
+            }
+            Seen::Handshake(why) => panic!("handshake failed: {why}"),
+        }
+    }
+
+    #[test]
+    fn https_without_trusting_the_ca_is_retried_not_sent() {
+        let pki = Pki::new();
+        let (port, rx) = serve_tls(pki.server_config(false), vec![200]);
+        // The bundled Mozilla roots do not know the test CA.
+        let mut out = output(json!({
+            "RemoteURL": format!("https://127.0.0.1:{port}/ingest"),
+            "Timeout": "5s",
+        }));
+        match out.write(&chunk(LINES, 3)) {
+            Err(WriteError::Retry { why, after: None }) => {
+                assert!(why.to_ascii_lowercase().contains("certificate"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match seen(&rx) {
+            Seen::Handshake(_) => {}
+            Seen::Request(got) => panic!("the request was sent: {}", got.head),
+        }
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn https_insecure_skip_verify_delivers() {
+        let pki = Pki::new();
+        let (port, rx) = serve_tls(pki.server_config(false), vec![200]);
+        let mut out = output(json!({
+            "RemoteURL": format!("https://127.0.0.1:{port}/ingest"),
+            "TLS": {"InsecureSkipVerify": true},
+            "Timeout": "5s",
+        }));
+        out.write(&chunk(LINES, 3)).unwrap();
+        match seen(&rx) {
+            Seen::Request(got) => assert_eq!(ndjson_lines(&got.body), 3),
+            Seen::Handshake(why) => panic!("handshake failed: {why}"),
+        }
+    }
+
+    #[test]
+    fn client_certificates_are_presented() {
+        let pki = Pki::new();
+        let url = |port: u16| format!("https://127.0.0.1:{port}/ingest");
+
+        let (port, rx) = serve_tls(pki.server_config(true), vec![200]);
+        let mut out = output(json!({
+            "RemoteURL": url(port),
+            "TLS": {
+                "CAFile": pki.path("ca.pem"),
+                "CertFile": pki.path("client.pem"),
+                "KeyFile": pki.path("client.key"),
+            },
+            "Timeout": "5s",
+        }));
+        out.write(&chunk(LINES, 3)).unwrap();
+        match seen(&rx) {
+            Seen::Request(got) => assert_eq!(ndjson_lines(&got.body), 3),
+            Seen::Handshake(why) => panic!("handshake failed: {why}"),
+        }
+
+        // Without one the server refuses the handshake, and the write is retried (not
+        // unrecoverable): with TLS 1.3 the client has finished its side and sent the request
+        // when the server's alert comes, so what it reports is a race between that alert
+        // (`certificate required`) and the closed socket (`Broken pipe`, `reset`); all of
+        // them are transport failures.
+        let (port, rx) = serve_tls(pki.server_config(true), vec![200]);
+        let mut out = output(json!({
+            "RemoteURL": url(port),
+            "TLS": {"CAFile": pki.path("ca.pem")},
+            "Timeout": "5s",
+        }));
+        match out.write(&chunk(LINES, 3)) {
+            Err(WriteError::Retry { why, after: None }) => {
+                assert!(why.starts_with(&format!("POST {}: ", url(port))), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match seen(&rx) {
+            Seen::Handshake(why) => assert!(why.contains("no certificates"), "{why}"),
+            Seen::Request(got) => panic!("served without a client certificate: {}", got.head),
+        }
     }
 }
