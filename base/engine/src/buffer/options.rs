@@ -108,7 +108,7 @@ impl Default for BufferOptions {
             overflow_action: Overflow::Block,
             sync_interval_ms: 100,
             retry_wait_ms: 1000,
-            retry_max_interval_ms: 60_000,
+            retry_max_interval_ms: 10_000,
             retry_exponential_backoff_base: 2.0,
             retry_randomize: true,
             retry_timeout_secs: 72 * 3600,
@@ -552,7 +552,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.backoff(1, 0), Duration::from_secs(1));
         assert_eq!(s.backoff(3, 0), Duration::from_secs(4));
-        assert_eq!(s.backoff(30, 0), Duration::from_secs(60));
+        assert_eq!(s.backoff(30, 0), Duration::from_secs(10));
         s.retry_randomize = true;
         let d = s.backoff(2, 12345).as_secs_f64();
         assert!((1.75..=2.25).contains(&d), "{d}");
