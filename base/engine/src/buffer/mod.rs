@@ -85,6 +85,9 @@ pub fn exit_all(shared: &crate::api::Volatile, deadline: Instant) {
 /// Longest wait of a flush thread before it looks at the clock again.
 const TICK: Duration = Duration::from_millis(200);
 
+/// What a memory chunk reserves when it is created (it grows up to `ChunkLimitSize`).
+const INITIAL_CHUNK: usize = 256 << 10;
+
 /// Secondary attempts before a chunk is dropped.
 const SECONDARY_ATTEMPTS: u32 = 3;
 
@@ -214,7 +217,7 @@ pub fn build(
                     &name,
                     primary,
                     secondary,
-                    holder.clone(),
+                    Arc::downgrade(&holder),
                 );
                 let all: Arc<Mutex<Vec<std::sync::Weak<Shared>>>> =
                     cx.shared.object(ALL_BUFFERS, || Mutex::new(Vec::new()));
@@ -397,7 +400,10 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     room: Condvar,
-    holder: Arc<Mutex<Option<Arc<Shared>>>>,
+    /// Where the engine keeps this buffer for the config's successors (weak: the holder
+    /// holds the buffer, not the other way round, or a buffer built only to check a config
+    /// would keep itself alive).
+    holder: std::sync::Weak<Mutex<Option<Arc<Shared>>>>,
     me: std::sync::Weak<Shared>,
 }
 
@@ -417,7 +423,7 @@ impl Shared {
         name: &str,
         primary: OutputSpec,
         secondary: Option<OutputSpec>,
-        holder: Arc<Mutex<Option<Arc<Shared>>>>,
+        holder: std::sync::Weak<Mutex<Option<Arc<Shared>>>>,
     ) -> Arc<Self> {
         let stats = cx.stats.plugin(&cx.config_name, &format!("{name}/buffer"));
         Arc::new_cyclic(|me| Self {
@@ -547,6 +553,13 @@ impl Shared {
         let file = set.kind == Kind::File;
         let size = data.len() + if file { 12 } else { 0 };
         let mut st = self.lock();
+        if st.phase == Phase::Ended || (st.phase == Phase::Draining(None) && st.threads == 0) {
+            // A group after the buffer ended (a stage that finished late): deliver it too.
+            st.phase = Phase::Draining(None);
+            if let Some(me) = self.me.upgrade() {
+                me.spawn_threads(&mut st);
+            }
+        }
         // Room: the overflow policy.
         while st.bytes + size > set.total_bytes && st.bytes > 0 {
             if Self::must_not_wait(st.phase) {
@@ -619,11 +632,10 @@ impl Shared {
                 st.staged.push(Staged {
                     id,
                     key,
-                    // Reserved whole (only touched pages take memory): no copy as it grows.
                     body: if file {
                         Vec::new()
                     } else {
-                        Vec::with_capacity(set.chunk_bytes)
+                        Vec::with_capacity(set.chunk_bytes.min(INITIAL_CHUNK))
                     },
                     ends: Vec::new(),
                     records: 0,
@@ -1312,7 +1324,10 @@ impl Shared {
         }
         st.phase = Phase::Ended;
         drop(st);
-        let mut h = self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(holder) = self.holder.upgrade() else {
+            return;
+        };
+        let mut h = holder.lock().unwrap_or_else(|e| e.into_inner());
         if h.as_ref().is_some_and(|s| std::ptr::eq(&**s, self)) {
             *h = None;
         }
@@ -1368,8 +1383,9 @@ impl FlusherControl for Shared {
             Stopping::Exit { deadline } => Phase::Draining(Some(deadline)),
             Stopping::Remove => Phase::Draining(None),
         };
-        if how == Stopping::Remove {
-            // Threads deliver everything, then end (started if none runs).
+        if how != Stopping::Park {
+            // Threads deliver (everything, or until the deadline), then end; started if none
+            // runs (a held config's buffer).
             if let Some(me) = self.me.upgrade() {
                 me.spawn_threads(&mut st);
             }
@@ -1383,6 +1399,15 @@ impl FlusherControl for Shared {
         let mut st = self.lock();
         if !matches!(st.phase, Phase::Draining(Some(_))) {
             return;
+        }
+        // The flush stage has ended: what it appended after the threads ran dry is written
+        // too, while there is time.
+        let left =
+            !st.queue.is_empty() || (!st.staged.is_empty() && self.settings.flush_at_shutdown);
+        if left && st.threads == 0 && Instant::now() < deadline {
+            if let Some(me) = self.me.upgrade() {
+                me.spawn_threads(&mut st);
+            }
         }
         while st.threads > 0 && Instant::now() < deadline {
             st = self

@@ -84,6 +84,8 @@ struct Running {
     delivering: bool,
     /// What the flushers run on their own (flush threads of buffered outputs).
     controls: Vec<Arc<dyn FlusherControl>>,
+    /// How they were told to stop (a removal is told once the flush stage ended).
+    how: Stopping,
 }
 
 /// A loaded config and, while running, its stages.
@@ -297,6 +299,7 @@ impl Pipeline {
             mode: FlushMode::Run,
             delivering: full,
             controls,
+            how: Stopping::Park,
         });
     }
 
@@ -311,13 +314,13 @@ impl Pipeline {
             let _ = r.stop_tx.send(true);
             self.lane.feed.set_state(state);
             self.lane.feed.stop_marker(self.instance);
-            let how = match state {
-                FeedState::Exited => Stopping::Exit { deadline },
-                FeedState::Removed => Stopping::Remove,
-                FeedState::Open | FeedState::Held => Stopping::Park,
-            };
-            for c in &r.controls {
-                c.stop(how);
+            r.how = stopping(state, deadline);
+            // A removed config's buffers keep delivering while the stages end, and are told
+            // once the flush stage handed them its last group (finish_stop).
+            if r.how != Stopping::Remove {
+                for c in &r.controls {
+                    c.stop(r.how);
+                }
             }
         }
     }
@@ -376,6 +379,9 @@ impl Pipeline {
             ),
         }
         for c in &r.controls {
+            if r.how == Stopping::Remove {
+                c.stop(Stopping::Remove);
+            }
             c.finish(deadline);
         }
         if r.mode == FlushMode::Drain && r.delivering {
@@ -420,11 +426,44 @@ impl Pipeline {
     pub fn process_remaining(&mut self, rt: &Handle, deadline: Instant, state: FeedState) {
         if self.running.is_some() || self.lane.feed.depth() == 0 {
             self.lane.feed.set_state(state);
+            if self.running.is_none() {
+                // Held with nothing queued: its buffered flushers still hold data.
+                self.stop_held_flushers(state, deadline);
+            }
             return;
         }
         self.start_stages(rt, false);
         self.begin_stop(FlushMode::Drain, deadline, state);
         self.finish_stop(rt, deadline);
+    }
+}
+
+impl Pipeline {
+    /// Tells the buffered flushers of a pipeline that is not running that its config is
+    /// removed (they deliver in the background) or that the process exits.
+    fn stop_held_flushers(&self, state: FeedState, deadline: Instant) {
+        let how = stopping(state, deadline);
+        if how == Stopping::Park {
+            return;
+        }
+        let flushers = self.stopped.as_ref().map(|p| p.flushers.as_slice());
+        for c in flushers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.plugin.control())
+        {
+            c.stop(how);
+            c.finish(deadline);
+        }
+    }
+}
+
+/// What a feed state means for the buffered flushers.
+fn stopping(state: FeedState, deadline: Instant) -> Stopping {
+    match state {
+        FeedState::Exited => Stopping::Exit { deadline },
+        FeedState::Removed => Stopping::Remove,
+        FeedState::Open | FeedState::Held => Stopping::Park,
     }
 }
 
