@@ -1075,7 +1075,7 @@ fn reload_rss_scenario() {
     let out = s.root().join("out");
     std::fs::create_dir_all(&out).expect("output dir");
     let config = |i: usize| {
-        let buffer = if i % 2 == 0 {
+        let buffer = if i.is_multiple_of(2) {
             json!({"Type": "memory", "FlushIntervalMs": 50})
         } else {
             json!({"Type": "file", "FlushIntervalMs": 50, "SyncIntervalMs": 20})
