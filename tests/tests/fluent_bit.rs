@@ -2,7 +2,8 @@
 //! `$FLUENT_BIT_BIN`): `tail` of a numbered file → our output plugin → a file flusher, every
 //! record exactly once with its fields and time; two instances with different pipelines;
 //! `workers 2`; a destination too slow for `flush_timeout_ms` (the FLB_RETRY path) losing
-//! nothing; our input plugin → Fluent Bit's `file` output with counts checked. Skipped, saying
+//! nothing; each Fluent Bit tag to its own file through `flusher_file` (`${tag}`); our input
+//! plugin → Fluent Bit's `file` output with counts checked. Skipped, saying
 //! so, when that Fluent Bit is absent (a clone without `../shared`).
 
 use e2e_tests::util::{fluent_bit_bin, fluent_bit_plugin, wait_until, TempDir};
@@ -209,6 +210,57 @@ fn tail_through_our_output_plugin_arrives_exactly_once_with_fields_and_time() {
             .to_string();
         let (s, ns) = by_n[&n];
         assert_eq!(time, format!("{s}.{ns:09}"), "time of record {n}");
+    }
+}
+
+/// Two `tail` inputs with tags `app` and `web` → our output plugin (`Match *`) whose
+/// pipeline ends in `flusher_file` with a memory buffer cut by `tag` and `FilePath`
+/// `out-${tag}.json`: each tag's records land in its own file, each exactly once (a flush is
+/// acknowledged to Fluent Bit once its chunk was written).
+#[test]
+fn our_output_plugin_writes_each_fluent_bit_tag_to_its_own_file() {
+    let Some(bin) = fluent_bit() else { return };
+    const N: usize = 10_000;
+    let dir = TempDir::new("fb-out-by-tag");
+    let app = numbered(&dir, "app.log", N);
+    let web = numbered(&dir, "web.log", N / 2);
+    let pattern = dir.path().join("out-${tag}.json");
+    let pipeline = serde_json::json!({
+        "flushers": [{"type": "flusher_file", "detail": {
+            "FilePath": pattern.to_str().unwrap(),
+            "Buffer": {"ChunkKeys": ["tag"], "FlushIntervalMs": 200}}}]
+    });
+    let pipeline = dir.write("pipeline.json", &pipeline.to_string());
+    let conf = format!(
+        "{SERVICE}[INPUT]\n    Name tail\n    Path {}\n    Read_from_Head true\n    Tag app\n\
+         [INPUT]\n    Name tail\n    Path {}\n    Read_from_Head true\n    Tag web\n\
+         [OUTPUT]\n    Name pluginrt\n    Match *\n    Retry_Limit False\n    pipeline {}\n    checkpoint_dir {}\n",
+        app.display(),
+        web.display(),
+        pipeline.display(),
+        dir.path().join("ckpt").display(),
+    );
+    let fb = FluentBit::start(&bin, &dir, &conf, &[fluent_bit_plugin(true)]);
+    let (app_out, web_out) = (dir.path().join("out-app.json"), dir.path().join("out-web.json"));
+    let arrived = wait_until(WAIT, || {
+        lines(&app_out).len() >= N && lines(&web_out).len() >= N / 2
+    });
+    let log = fb.stop();
+    assert!(
+        arrived,
+        "app {} of {N}, web {} of {}:\n{log}",
+        lines(&app_out).len(),
+        lines(&web_out).len(),
+        N / 2
+    );
+    for (out, n) in [(&app_out, N), (&web_out, N / 2)] {
+        let got: BTreeSet<String> = lines(out)
+            .iter()
+            .map(|r| r["log"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(lines(out).len(), n, "{}: exactly once:\n{log}", out.display());
+        let want: BTreeSet<String> = (1..=n).map(|i| format!("line number {i}")).collect();
+        assert_eq!(got, want, "{}", out.display());
     }
 }
 

@@ -478,8 +478,10 @@ impl Shared {
     fn split(&self, group: &EventGroup) -> Vec<(ChunkKey, Option<EventGroup>)> {
         let keys = &self.settings.keys;
         let tag = || {
-            group
-                .tag(&self.settings.tag_key)
+            self.settings
+                .tag_keys
+                .iter()
+                .find_map(|k| group.tag(k))
                 .cloned()
                 .unwrap_or_else(|| self.config_tag.clone())
         };

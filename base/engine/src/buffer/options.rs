@@ -65,7 +65,7 @@ struct BufferOptions {
     r#type: Kind,
     path: String,
     chunk_keys: Vec<String>,
-    tag_key: String,
+    tag_key: Option<String>,
     timekey: u64,
     timekey_wait_secs: u64,
     chunk_limit_size: u64,
@@ -95,7 +95,7 @@ impl Default for BufferOptions {
             r#type: Kind::Memory,
             path: String::new(),
             chunk_keys: Vec::new(),
-            tag_key: "__tag__".into(),
+            tag_key: None,
             timekey: 0,
             timekey_wait_secs: 10,
             chunk_limit_size: 8 << 20,
@@ -160,7 +160,8 @@ pub struct Settings {
     pub(crate) kind: Kind,
     pub(crate) path: Option<PathBuf>,
     pub(crate) keys: Vec<KeyPart>,
-    pub(crate) tag_key: bytes::Bytes,
+    /// The group tags tried, in order, for the `tag` chunk key.
+    pub(crate) tag_keys: Vec<bytes::Bytes>,
     pub(crate) timekey: i64,
     pub(crate) timekey_wait: i64,
     pub(crate) chunk_bytes: usize,
@@ -423,7 +424,14 @@ impl Settings {
             kind: b.r#type,
             path,
             keys,
-            tag_key: b.tag_key.into_bytes().into(),
+            tag_keys: match b.tag_key {
+                Some(k) => vec![k.into_bytes().into()],
+                // Ours, then the Fluent Bit tag our output plugin puts on each group.
+                None => vec![
+                    bytes::Bytes::from_static(b"__tag__"),
+                    bytes::Bytes::from_static(b"fluentbit_tag"),
+                ],
+            },
             timekey: b.timekey as i64,
             timekey_wait: b.timekey_wait_secs as i64,
             chunk_bytes: b.chunk_limit_size as usize,
