@@ -241,7 +241,10 @@ fn our_output_plugin_writes_each_fluent_bit_tag_to_its_own_file() {
         dir.path().join("ckpt").display(),
     );
     let fb = FluentBit::start(&bin, &dir, &conf, &[fluent_bit_plugin(true)]);
-    let (app_out, web_out) = (dir.path().join("out-app.json"), dir.path().join("out-web.json"));
+    let (app_out, web_out) = (
+        dir.path().join("out-app.json"),
+        dir.path().join("out-web.json"),
+    );
     let arrived = wait_until(WAIT, || {
         lines(&app_out).len() >= N && lines(&web_out).len() >= N / 2
     });
@@ -258,7 +261,12 @@ fn our_output_plugin_writes_each_fluent_bit_tag_to_its_own_file() {
             .iter()
             .map(|r| r["log"].as_str().unwrap_or_default().to_string())
             .collect();
-        assert_eq!(lines(out).len(), n, "{}: exactly once:\n{log}", out.display());
+        assert_eq!(
+            lines(out).len(),
+            n,
+            "{}: exactly once:\n{log}",
+            out.display()
+        );
         let want: BTreeSet<String> = (1..=n).map(|i| format!("line number {i}")).collect();
         assert_eq!(got, want, "{}", out.display());
     }
