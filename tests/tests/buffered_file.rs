@@ -29,6 +29,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use e2e_tests::util::files_under;
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
@@ -996,7 +998,7 @@ fn host_down_with_a_disk_buffer_in_flusher_sls_loses_nothing() {
     let stats = last_stats(&fin.stdout, "sls_disk", "flusher_sls/0/buffer");
     assert_all_through(&stats, &context);
     let buffers = dir.path().join("data");
-    let left: Vec<PathBuf> = walk(&buffers)
+    let left: Vec<PathBuf> = files_under(&buffers)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "chunk"))
         .collect();
@@ -1112,18 +1114,4 @@ fn flusher_sls_disk_buffer_survives_kill_9_while_the_host_refuses() {
             t.summary_for(&expected)
         ),
     );
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -33,6 +33,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use e2e_tests::util::files_under;
 use std::time::{Duration, Instant};
 
 use e2e_tests::analysis::{incomplete_generations, parse_pack_id};
@@ -132,23 +134,9 @@ fn produced_by_service_mock(config: &str) -> Option<u64> {
     )
 }
 
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// The chunk files under `dir`.
 fn chunk_files(dir: &Path) -> Vec<PathBuf> {
-    walk(dir)
+    files_under(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "chunk"))
         .collect()
