@@ -57,6 +57,17 @@ pub fn fluent_bit_bin() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// [`fluent_bit_bin`], saying on stderr that the test is skipped when there is none.
+pub fn fluent_bit_or_skip() -> Option<PathBuf> {
+    let bin = fluent_bit_bin();
+    if bin.is_none() {
+        eprintln!(
+            "skipped: no Fluent Bit at ../shared/tools/fluent-bit/bin/fluent-bit (set FLUENT_BIT_BIN)"
+        );
+    }
+    bin
+}
+
 /// The `host-harness` binary next to the libraries of [`lib_dir`].
 ///
 /// # Panics

@@ -28,7 +28,7 @@ use e2e_tests::file::{
     HarnessRun, Tally, Writer, CONTENT, STOP,
 };
 use e2e_tests::http_sink::{Behaviour, HttpSink, Request, Script};
-use e2e_tests::util::{fluent_bit_bin, wait_until};
+use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
 
 /// The tag of the numbered lines.
@@ -509,17 +509,6 @@ fn http_json_and_protobuf_bodies() {
     report("http_json_and_protobuf_bodies", seen.join("; "));
 }
 
-/// The real Fluent Bit, when there is one (a clone without `../shared` has none).
-fn fluent_bit() -> Option<PathBuf> {
-    let bin = fluent_bit_bin();
-    if bin.is_none() {
-        eprintln!(
-            "skipped: no Fluent Bit at ../shared/tools/fluent-bit/bin/fluent-bit (set FLUENT_BIT_BIN)"
-        );
-    }
-    bin
-}
-
 /// A Fluent Bit process with its `http` input on 127.0.0.1:`port` (chunks on the filesystem,
 /// so a SIGKILL loses nothing it accepted) and its `file` output writing `<dir>/<file>`.
 struct FluentBit {
@@ -630,7 +619,9 @@ fn counts_of(records: &[Value], tag: &str) -> BTreeMap<u64, usize> {
 /// once (duplicates are possible: what was in flight at the kill is sent again).
 #[test]
 fn fluent_bit_http_input_receives_everything() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: u64 = 10_000;
     let (dir, logs) = test_dir("http-fluent-bit");
     let port = free_port();

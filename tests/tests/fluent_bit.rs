@@ -6,7 +6,7 @@
 //! plugin → Fluent Bit's `file` output with counts checked. Skipped, saying
 //! so, when that Fluent Bit is absent (a clone without `../shared`).
 
-use e2e_tests::util::{fluent_bit_bin, fluent_bit_plugin, wait_until, TempDir};
+use e2e_tests::util::{fluent_bit_or_skip, fluent_bit_plugin, wait_until, TempDir};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -85,16 +85,6 @@ impl Drop for FluentBit {
     }
 }
 
-fn fluent_bit() -> Option<PathBuf> {
-    let bin = fluent_bit_bin();
-    if bin.is_none() {
-        eprintln!(
-            "skipped: no Fluent Bit at ../shared/tools/fluent-bit/bin/fluent-bit (set FLUENT_BIT_BIN)"
-        );
-    }
-    bin
-}
-
 const SERVICE: &str = "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    scheduler.base 1\n    scheduler.cap 2\n";
 
 /// A Fluent Bit config running `pipeline` (written to `dir` as `pipeline.json`) in our input
@@ -155,7 +145,9 @@ fn fb_file_records(path: &Path) -> Vec<(Value, String)> {
 
 #[test]
 fn tail_through_our_output_plugin_arrives_exactly_once_with_fields_and_time() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 20_000;
     let dir = TempDir::new("fb-out");
     let input = numbered(&dir, "in.log", N);
@@ -219,7 +211,9 @@ fn tail_through_our_output_plugin_arrives_exactly_once_with_fields_and_time() {
 /// acknowledged to Fluent Bit once its chunk was written).
 #[test]
 fn our_output_plugin_writes_each_fluent_bit_tag_to_its_own_file() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 10_000;
     let dir = TempDir::new("fb-out-by-tag");
     let app = numbered(&dir, "app.log", N);
@@ -274,7 +268,9 @@ fn our_output_plugin_writes_each_fluent_bit_tag_to_its_own_file() {
 
 #[test]
 fn two_instances_with_their_own_pipelines_and_two_workers() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 5_000;
     let dir = TempDir::new("fb-two");
     let (a_in, b_in) = (numbered(&dir, "a.log", N), numbered(&dir, "b.log", N));
@@ -323,7 +319,9 @@ fn two_instances_with_their_own_pipelines_and_two_workers() {
 
 #[test]
 fn a_destination_slower_than_the_flush_timeout_is_retried_and_nothing_is_lost() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 3_000;
     let dir = TempDir::new("fb-slow");
     let input = numbered(&dir, "in.log", N);
@@ -381,7 +379,9 @@ fn a_destination_slower_than_the_flush_timeout_is_retried_and_nothing_is_lost() 
 
 #[test]
 fn our_input_plugin_feeds_fluent_bit_with_every_record() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 7_000;
     let dir = TempDir::new("fb-in");
     let (conf, out) = pluginrt_input_to_file(
@@ -414,7 +414,9 @@ fn our_input_plugin_feeds_fluent_bit_with_every_record() {
 
 #[test]
 fn a_hot_reload_loses_nothing_in_flight() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 30_000;
     let dir = TempDir::new("fb-reload");
     let input = dir.path().join("in.log");
@@ -477,7 +479,9 @@ fn a_hot_reload_loses_nothing_in_flight() {
 
 #[test]
 fn input_file_inside_fluent_bit_delivers_every_line_once_and_resumes_after_a_restart() {
-    let Some(bin) = fluent_bit() else { return };
+    let Some(bin) = fluent_bit_or_skip() else {
+        return;
+    };
     const N: usize = 20_000;
     let dir = TempDir::new("fb-in-file");
     let log_file = numbered(&dir, "app.log", N);

@@ -186,11 +186,7 @@ pub fn build(
     let format = output.format();
     let name = cx.plugin.to_string();
     if settings.mode == Mode::None {
-        return Ok(Box::new(Direct {
-            output,
-            format,
-            scratch: Vec::new(),
-        }));
+        return Ok(Box::new(Direct { output, format }));
     }
     let fingerprint = serde_json::to_string(&detail.get("Buffer")).unwrap_or_default();
     let key = format!("buffer\0{}\0{name}", cx.config_name);
@@ -252,27 +248,25 @@ fn safe_name(s: &str) -> String {
 struct Direct {
     output: Box<dyn Output>,
     format: Format,
-    scratch: Vec<u8>,
 }
 
 impl Flusher for Direct {
     fn flush(&mut self, group: &EventGroup, _host: &dyn HostQueue) -> Result<(), FlushError> {
-        self.scratch.clear();
-        let records = self.format.encode(group, &mut self.scratch);
+        // The chunk owns its body (an output may keep it), so it is encoded afresh.
+        let mut body = Vec::new();
+        let records = self.format.encode(group, &mut body);
         if records == 0 {
             return Ok(());
         }
         let chunk = Chunk {
             id: 0,
             key: ChunkKey::default(),
-            body: Bytes::from(std::mem::take(&mut self.scratch)),
-            ends: Vec::new(),
+            ends: vec![body.len()],
+            body: Bytes::from(body),
             records,
             created: i64::from(crate::event::now().0),
             retries: 0,
         };
-        let mut chunk = chunk;
-        chunk.ends.push(chunk.body.len());
         self.output
             .write(&chunk)
             .map_err(|e| FlushError::GiveUp(e.to_string()))

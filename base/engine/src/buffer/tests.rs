@@ -365,8 +365,6 @@ fn chunk_keys_cut_chunks_by_tag_time_and_field() {
         g.events.push(e);
     }
     rig.flusher.flush(&g, &*rig.outbox).unwrap();
-    let shared = &rig.control;
-    let _ = shared;
     let st_keys: Vec<ChunkKey> = {
         let holder: Arc<Mutex<Option<Arc<Shared>>>> = rig
             .cx
