@@ -11,9 +11,10 @@
 use crate::event::{EventGroup, LogEvent};
 use crate::proto::{encode_log_group, GroupHeader};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// How a flusher encodes records.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Format {
     /// One JSON object per event and line: `__time__`, the contents, and with `tags` the group
     /// tags as `__tag__:<key>` (and `__topic__`).
@@ -31,7 +32,37 @@ pub enum Format {
     Protobuf,
     /// Each event as a Fluent `Entry`, the msgpack array `[time, {key: value, ...}]`.
     Msgpack,
+    /// An output's own encoding (a syslog frame per event, an OTLP `ResourceLogs` per
+    /// group...): the chunk body is then what the output sends, with no second pass.
+    Custom(Arc<dyn Encoder>),
 }
+
+/// An output's own encoder for [`Format::Custom`]. It runs on the inputs' side, as groups
+/// are appended to chunks, so the output's write only sends the body.
+pub trait Encoder: Send + Sync + std::fmt::Debug {
+    /// Identifies the encoding and every option it depends on: two encoders with the same
+    /// key write the same bytes, so a buffer may be handed to a successor with the same key
+    /// (a reload with the same options).
+    fn key(&self) -> &str;
+
+    /// Appends the encoding of `group`'s events to `out`; returns how many records it
+    /// wrote. Use [`with_contents`] to read an event's contents.
+    fn encode(&self, group: &EventGroup, out: &mut Vec<u8>) -> usize;
+}
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Json { tags: a }, Self::Json { tags: b }) => a == b,
+            (Self::Raw { key: a }, Self::Raw { key: b }) => a == b,
+            (Self::Protobuf, Self::Protobuf) | (Self::Msgpack, Self::Msgpack) => true,
+            (Self::Custom(a), Self::Custom(b)) => a.key() == b.key(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Format {}
 
 impl Format {
     /// The format's name in configs: `json`, `raw`, `protobuf` or `msgpack`.
@@ -41,6 +72,7 @@ impl Format {
             Self::Raw { .. } => "raw",
             Self::Protobuf => "protobuf",
             Self::Msgpack => "msgpack",
+            Self::Custom(_) => "custom",
         }
     }
 
@@ -68,13 +100,14 @@ impl Format {
             Self::Raw { key } => raw_group(group, key, out),
             Self::Protobuf => protobuf_group(group, out),
             Self::Msgpack => msgpack_group(group, out),
+            Self::Custom(e) => e.encode(group, out),
         }
     }
 }
 
 /// Calls `f` with `e`'s contents, decoding them first when they are still pending.
 #[inline]
-fn with_contents<R>(e: &LogEvent, f: impl FnOnce(&[(Bytes, Bytes)]) -> R) -> R {
+pub fn with_contents<R>(e: &LogEvent, f: impl FnOnce(&[(Bytes, Bytes)]) -> R) -> R {
     match (&e.encoded, e.is_pending()) {
         (Some(raw), true) => {
             let mut contents = Vec::new();
@@ -215,7 +248,7 @@ fn msgpack_group(group: &EventGroup, out: &mut Vec<u8>) -> usize {
 }
 
 /// `b` as a msgpack `str` when it is UTF-8, else as `bin` (cut at 4 GiB, the format's limit).
-fn msgpack_text(out: &mut Vec<u8>, b: &[u8]) {
+pub fn msgpack_text(out: &mut Vec<u8>, b: &[u8]) {
     use rmp::encode as mp;
     let b = &b[..b.len().min(u32::MAX as usize)];
     let _ = match std::str::from_utf8(b) {
@@ -226,7 +259,7 @@ fn msgpack_text(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// `v` in decimal.
-fn put_decimal(out: &mut Vec<u8>, mut v: u32) {
+pub fn put_decimal(out: &mut Vec<u8>, mut v: u32) {
     let mut digits = [0u8; 10];
     let mut i = digits.len();
     loop {
@@ -242,7 +275,7 @@ fn put_decimal(out: &mut Vec<u8>, mut v: u32) {
 
 /// `s` as a quoted JSON string.
 #[inline]
-fn json_string(out: &mut Vec<u8>, s: &[u8]) {
+pub fn json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     json_escaped(out, s);
     out.push(b'"');
@@ -250,7 +283,7 @@ fn json_string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// `s` escaped for the inside of a JSON string; invalid UTF-8 becomes U+FFFD, one per
 /// maximal invalid subsequence (as [`String::from_utf8_lossy`] does).
-fn json_escaped(out: &mut Vec<u8>, mut s: &[u8]) {
+pub fn json_escaped(out: &mut Vec<u8>, mut s: &[u8]) {
     loop {
         match std::str::from_utf8(s) {
             Ok(valid) => return escape_utf8(out, valid.as_bytes()),

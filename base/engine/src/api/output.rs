@@ -199,4 +199,11 @@ pub trait Output: Send {
     fn max_in_flight(&self) -> usize {
         16
     }
+
+    /// Chunk keys this output needs whatever `Buffer.ChunkKeys` says (`tag` for a protocol
+    /// that sends one tag per message, the fields of a topic template or a partition key):
+    /// added after the configured ones. `time` is not allowed here (it needs `Timekey`).
+    fn chunk_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

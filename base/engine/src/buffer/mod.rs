@@ -183,6 +183,8 @@ pub fn build(
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }
+    let mut settings = settings;
+    settings.require_keys(&output.chunk_keys());
     let format = output.format();
     let name = cx.plugin.to_string();
     if settings.mode == Mode::None {

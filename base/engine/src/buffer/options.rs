@@ -220,6 +220,21 @@ fn duration(v: &Value) -> Result<Option<Duration>, String> {
 pub(crate) const FRAMEWORK_KEYS: [&str; 4] = ["Buffer", "Secondary", "Retry", "Concurrency"];
 
 impl Settings {
+    /// Adds the chunk keys an output needs ([`crate::api::Output::chunk_keys`]) that the
+    /// config did not give (`time` is ignored: it needs `Timekey`).
+    pub(crate) fn require_keys(&mut self, names: &[String]) {
+        for n in names {
+            let part = match n.as_str() {
+                "tag" => KeyPart::Tag,
+                "time" | "" => continue,
+                f => KeyPart::Field(f.into()),
+            };
+            if !self.keys.contains(&part) {
+                self.keys.push(part);
+            }
+        }
+    }
+
     /// Reads `Buffer`, iLogtail's `Retry` and `Concurrency` from an output's `detail`.
     /// `delayed` tells whether the output confirms later (the default mode is then async);
     /// `in_flight` is the output's default `MaxInFlight`; `default_dir` is where a file
