@@ -25,6 +25,7 @@
 //! names of iLogtail's `pkg/tlscommon` (`CAFile`, `CertFile`, `KeyFile`,
 //! `InsecureSkipVerify`, `MinVersion`, `MaxVersion`).
 
+use super::net::{read_pem, TlsOptions as Tls};
 use super::template::Template;
 use crate::api::prelude::*;
 use flate2::write::GzEncoder;
@@ -135,27 +136,6 @@ struct Convert {
     tag_fields_rename: BTreeMap<String, String>,
     /// Only empty: the shared encoder does not rename.
     protocol_fields_rename: BTreeMap<String, String>,
-}
-
-/// TLS options, named as iLogtail's `pkg/tlscommon.TLSConfig`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
-struct Tls {
-    /// No effect: `https://` always uses TLS.
-    enabled: bool,
-    /// PEM file of the roots that verify the server (default: Mozilla's, bundled).
-    #[serde(rename = "CAFile")]
-    ca_file: String,
-    /// PEM client certificate chain (with `KeyFile`).
-    cert_file: String,
-    /// PEM private key of `CertFile`.
-    key_file: String,
-    /// Do not verify the server's certificate.
-    insecure_skip_verify: bool,
-    /// `1.0` to `1.2` (TLS 1.2 is always the least used).
-    min_version: String,
-    /// `1.3` only.
-    max_version: String,
 }
 
 /// What a request body is.
@@ -525,6 +505,10 @@ fn headers(
 }
 
 fn tls_config(t: &Tls) -> Result<TlsConfig, DetailError> {
+    if !t.server_name.is_empty() {
+        let why = "not supported by flusher_http (the URL's host is the name checked)";
+        return Err(DetailError::new("TLS.ServerName", why));
+    }
     let mut b = TlsConfig::builder().disable_verification(t.insecure_skip_verify);
     if !t.ca_file.is_empty() {
         let pem = read_pem("TLS.CAFile", &t.ca_file)?;
@@ -577,10 +561,6 @@ fn client_cert(t: &Tls) -> Result<ClientCert, DetailError> {
     let key = PrivateKey::from_pem(&read_pem("TLS.KeyFile", &t.key_file)?)
         .map_err(|e| DetailError::new("TLS.KeyFile", format!("{}: {e}", t.key_file)))?;
     Ok(ClientCert::new_with_certs(&chain, key))
-}
-
-fn read_pem(field: &str, path: &str) -> Result<Vec<u8>, DetailError> {
-    std::fs::read(path).map_err(|e| DetailError::new(field, format!("{path}: {e}")))
 }
 
 impl HttpOutput {

@@ -2,6 +2,9 @@
 
 pub mod file;
 pub mod http;
+// Used by flusher_forward and flusher_syslog, which land next.
+#[allow(dead_code)]
+pub(crate) mod net;
 pub mod null;
 pub mod sls;
 pub mod stdout;
