@@ -126,6 +126,18 @@ Buffered delivery (--buffer):
     first accepted request until all records arrived) is compared with the normal run's
     records/s.
 
+Scaling out (--scale-out):
+    The --records nginx file (as --buffer's) is sent to the real Fluent Bit as the receiver
+    (its forward, syslog (tcp, rfc5424) or opentelemetry input → null, counting records in
+    its monitoring API, -H) twice, each time to a fresh receiver: by ours (`host-harness run`
+    of input_file → aggregator_default → flusher_forward / flusher_syslog / flusher_otlp,
+    memory buffer, in a child) and by Fluent Bit's own output (tail → forward / syslog /
+    opentelemetry, in a child). Each sender's CPU (user + system, /proc/<pid>/stat) and peak
+    RSS are read when the receiver has counted every record; records/s and MB/s are over
+    the sender's wall time from its start. Protocols: forward without and with
+    require_ack_response, syslog rfc5424 over tcp, OTLP over HTTP/protobuf and gRPC. Fluent
+    Bit: --fluent-bit PATH, $FLUENT_BIT_BIN, else ../shared/tools/fluent-bit/bin/fluent-bit.
+
 Examples (build with `cargo build --release` first):
     target/release/host-harness bench --scenario raw --events 2000000
     target/release/host-harness bench --scenario regex-filter-add --json
@@ -133,6 +145,7 @@ Examples (build with `cargo build --release` first):
     target/release/host-harness bench --file --fluent-bit
     target/release/host-harness bench --file --multiline --file-mb 256 --fluent-bit --json
     target/release/host-harness bench --buffer
+    target/release/host-harness bench --scale-out --records 1000000
     target/release/host-harness bench --buffer --sink http --buffer-type file --outage-secs 60";
 
 const FOOTPRINT_LONG_ABOUT: &str = "\
@@ -655,6 +668,20 @@ impl Scenario {
     }
 }
 
+/// The protocols `bench --scale-out` runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScaleProtocol {
+    /// flusher_forward / out_forward, without and with acks
+    Forward,
+    /// flusher_syslog / out_syslog, RFC 5424 over TCP
+    Syslog,
+    /// flusher_otlp / out_opentelemetry, HTTP/protobuf and gRPC
+    Otlp,
+    /// all of them, one after the other
+    #[default]
+    All,
+}
+
 /// Where `bench --buffer` delivers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BufferSink {
@@ -689,6 +716,8 @@ pub struct BenchSinkOpts {
 
 /// Options of `bench`.
 #[derive(Debug, PartialEq, Args)]
+#[command(group(clap::ArgGroup::new("with_records").args(["buffer", "scale_out"]).multiple(true)))]
+#[command(group(clap::ArgGroup::new("with_fluent_bit").args(["file", "scale_out"]).multiple(true)))]
 pub struct BenchOpts {
     /// built-in input and processors; not with --input, --processors
     #[arg(long, value_enum, value_name = "NAME")]
@@ -777,7 +806,7 @@ pub struct BenchOpts {
         long,
         value_name = "PATH",
         num_args = 0..=1,
-        requires = "file",
+        requires = "with_fluent_bit",
         verbatim_doc_comment
     )]
     pub fluent_bit: Option<Option<PathBuf>>,
@@ -802,8 +831,8 @@ pub struct BenchOpts {
     /// --buffer: the buffer types to run
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = BufferType::Both, requires = "buffer")]
     pub buffer_type: BufferType,
-    /// --buffer: records (nginx lines) in the input file
-    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = positive, requires = "buffer")]
+    /// --buffer, --scale-out: records (nginx lines) in the input file
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = positive, requires = "with_records")]
     pub records: u64,
     /// --buffer: also run each http case with the sink answering 503 for
     /// the first SECS seconds (0: no outage run)
@@ -813,6 +842,20 @@ pub struct BenchOpts {
     /// process and print its JSON (how the cases are run)
     #[arg(long, hide = true, requires = "buffer")]
     pub buffer_one: bool,
+    /// our protocol flushers and Fluent Bit's outputs into Fluent Bit
+    /// receivers, side by side (see Scaling out below)
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "scenario", "input", "processors", "events", "batch", "threads",
+            "expect_logs", "loongcollector", "file", "buffer",
+        ],
+        verbatim_doc_comment
+    )]
+    pub scale_out: bool,
+    /// --scale-out: the protocols to run
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = ScaleProtocol::All, requires = "scale_out")]
+    pub protocol: ScaleProtocol,
 }
 
 impl Default for BenchOpts {
@@ -843,6 +886,8 @@ impl Default for BenchOpts {
             records: 2_000_000,
             outage_secs: 0,
             buffer_one: false,
+            scale_out: false,
+            protocol: ScaleProtocol::All,
         }
     }
 }

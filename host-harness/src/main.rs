@@ -6,6 +6,7 @@
 mod bench;
 mod bench_buffer;
 mod bench_file;
+mod bench_scale;
 mod cli;
 mod fluentbit;
 mod footprint;
@@ -28,6 +29,7 @@ fn main() {
         Ok(Command::Validate(o)) => validate::run(o),
         Ok(Command::Bench(o)) if o.file => bench_file::run(o),
         Ok(Command::Bench(o)) if o.buffer => bench_buffer::run(o),
+        Ok(Command::Bench(o)) if o.scale_out => bench_scale::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
         Ok(Command::BenchSink(o)) => bench_buffer::sink_main(o),
         Ok(Command::Footprint(o)) => footprint::run(o),
