@@ -180,6 +180,12 @@ impl Stream {
             .set_read_timeout(Some(t.max(Duration::from_millis(1))))
     }
 
+    /// Changes the write timeout (at least 1 ms).
+    pub(crate) fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        self.tcp()
+            .set_write_timeout(Some(t.max(Duration::from_millis(1))))
+    }
+
     /// Whether the peer has closed or reset the connection, checked without blocking and
     /// without consuming data (a stream protocol with no answers notices a dead peer only
     /// this way before writing into the void).
