@@ -566,8 +566,8 @@ impl ForwardOutput {
     /// A connection to server `i`: the kept one when it is still good, else a new one.
     fn connection(&mut self, i: usize) -> Result<(Conn, bool), Failure> {
         let s = &mut self.servers[i];
-        if let Some(c) = s.conn.take() {
-            if c.idle_since.elapsed() < self.t.idle && !c.stream.peer_closed() {
+        if let Some(mut c) = s.conn.take() {
+            if c.idle_since.elapsed() < self.t.idle && !c.stream.peer_closed_mut() {
                 return Ok((c, true));
             }
             c.stream.close();

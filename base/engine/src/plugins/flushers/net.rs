@@ -204,6 +204,32 @@ impl Stream {
         closed
     }
 
+    /// [`Stream::peer_closed`] that also sees a TLS peer's close behind records it sent
+    /// after the handshake (TLS 1.3 session tickets) that nothing has read yet: those are
+    /// processed, without blocking, first.
+    pub(crate) fn peer_closed_mut(&mut self) -> bool {
+        let Self::Tls(s) = self else {
+            return self.peer_closed();
+        };
+        if s.sock.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let closed = loop {
+            match s.conn.read_tls(&mut s.sock) {
+                Ok(0) => break true,
+                Ok(_) => match s.conn.process_new_packets() {
+                    Ok(st) if st.peer_has_closed() => break true,
+                    Ok(_) => {}
+                    Err(_) => break true,
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        let _ = s.sock.set_nonblocking(false);
+        closed
+    }
+
     /// Closes both directions (TLS: after a close_notify, best effort).
     pub(crate) fn close(mut self) {
         if let Self::Tls(s) = &mut self {

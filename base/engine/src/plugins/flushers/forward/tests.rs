@@ -549,3 +549,77 @@ fn options_are_checked_naming_the_field() {
     );
     output(json!({"Host": "h", "Timeout": 2.5, "HeartbeatInterval": "1m", "KeepAlive": false}));
 }
+
+/// A TLS forward server (rustls, a certificate for 127.0.0.1 made here) that reads one
+/// message per connection without acking it, then closes the connection (close_notify).
+/// Returns its port, the CA's PEM path and the messages' contents.
+fn tls_server_closing_each(dir: &std::path::Path) -> (u16, String, Arc<Mutex<Vec<String>>>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            if let Ok(Mp::Array(a)) = rmpv::decode::read_value(&mut tls) {
+                let mut rd = bytes_of(&a[1]).unwrap_or_default();
+                while let Ok(Mp::Array(e)) = rmpv::decode::read_value(&mut rd) {
+                    seen.lock()
+                        .unwrap()
+                        .push(text(get(&e[1], "content").unwrap()));
+                }
+            }
+            tls.conn.send_close_notify();
+            let _ = tls.conn.complete_io(&mut tls.sock);
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    (port, ca_path.display().to_string(), got)
+}
+
+#[test]
+fn tls_without_acks_notices_the_server_closed_the_kept_connection() {
+    let dir = std::env::temp_dir().join(format!("forward-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, ca, got) = tls_server_closing_each(&dir);
+    let mut out = output(json!({
+        "Host": "127.0.0.1", "Port": port, "RequireAckResponse": false,
+        "TLS": {"Enabled": true, "CAFile": ca},
+    }));
+    for i in 0..5 {
+        out.write(&chunk(&[&i.to_string()], Some("t"))).unwrap();
+        // The server's close (behind its session tickets) arrives before the next write.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(*got.lock().unwrap(), ["0", "1", "2", "3", "4"]);
+}
