@@ -237,7 +237,7 @@ fn exactly_once(
     secs
 }
 
-/// 50,000 lines in each mode, one Fluent Bit, one output file per mode; every line exactly
+/// 50,000 lines (or `E2E_FORWARD_LINES`) in each mode, one Fluent Bit, one output file per mode; every line exactly
 /// once. Reports lines / s from the write to the last line in Fluent Bit's file (it
 /// flushes every 200 ms; the build profile of the test is the libraries').
 #[test]
@@ -245,7 +245,11 @@ fn each_send_mode_delivers_every_line_once() {
     let Some(bin) = fluent_bit_or_skip() else {
         return;
     };
-    const N: u64 = 50_000;
+    // `E2E_FORWARD_LINES` for a longer measurement.
+    let n: u64 = std::env::var("E2E_FORWARD_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
     let mut seen = Vec::new();
     for mode in ["Forward", "PackedForward", "CompressedPackedForward"] {
         let (dir, logs) = test_dir("forward-modes");
@@ -263,11 +267,11 @@ fn each_send_mode_delivers_every_line_once() {
             "Host": "127.0.0.1", "Port": port, "SendMode": mode, "Tag": TAG,
             "Buffer": {"ChunkLimitSize": 1 << 20, "FlushIntervalMs": 200, "RetryWaitMs": 200},
         });
-        let secs = exactly_once(dir.path(), &logs, "forward_modes", &fb, "m", N, detail);
+        let secs = exactly_once(dir.path(), &logs, "forward_modes", &fb, "m", n, detail);
         fb.stop();
         seen.push(format!(
-            "{mode}: {N} lines exactly once in {secs:.2} s ({:.0} lines/s)",
-            N as f64 / secs
+            "{mode}: {n} lines exactly once in {secs:.2} s ({:.0} lines/s)",
+            n as f64 / secs
         ));
     }
     report("each_send_mode_delivers_every_line_once", seen.join("; "));

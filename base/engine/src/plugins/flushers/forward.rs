@@ -39,12 +39,15 @@
 //!
 //! Security: `SharedKey` (per server or for all), `SelfHostname` (default: the host name),
 //! `Username` / `Password`: the HELO / PING / PONG handshake on every new connection, the
-//! server's PONG digest checked. `TLS` as `flusher_http`'s (`Enabled`, `CAFile`, `CertFile`,
+//! server's PONG digest checked. A server that wants the handshake while `SharedKey` is
+//! unset answers the first message with its HELO: with acks that write fails quoting it,
+//! without acks that message is lost (the server closes the connection). `TLS` as `flusher_http`'s (`Enabled`, `CAFile`, `CertFile`,
 //! `KeyFile`, `InsecureSkipVerify`, `ServerName`).
 //!
 //! Durations (`ConnectTimeout` 10 s, `Timeout` a.k.a. `SendTimeout` 60 s,
 //! `AckResponseTimeout` 60 s, `HeartbeatInterval` 1 s, `KeepAliveTimeout` 30 s): a number
-//! of seconds (as Fluentd writes them) or a text such as `"500ms"`, `"10s"`, `"1m"`.
+//! of seconds (as Fluentd writes them) or a text such as `"500ms"`, `"10s"`, `"1m"`. Name
+//! resolution is the system's and is not bounded by them.
 //!
 //! `Tag`: a template with `${tag}` (the group's tag, `__tag__`) and `${<field>}`
 //! placeholders (chunk keys, added to the config's for you); default `${tag}`; an empty

@@ -140,7 +140,11 @@ pub(crate) fn get<'a>(v: &'a Mp, key: &str) -> Option<&'a Mp> {
 /// with the shared-key digest (and the user's, when `Username` is set), checks PONG (its
 /// result and the server's digest). Returns whether the server keeps the connection alive.
 pub(crate) fn handshake(s: &mut Stream, auth: &Auth, hostname: &str) -> Result<bool, Failure> {
-    let helo = read_answer(s, "handshake: reading HELO")?;
+    let helo = read_answer(s, "handshake: reading HELO").map_err(|mut f| {
+        f.why.push_str(" (does the server have a shared key?)");
+        f.fresh_may_help = false;
+        f
+    })?;
     let (nonce, user_salt, keepalive) = match &helo {
         Mp::Array(a) if a.len() >= 2 && bytes_of(&a[0]) == Some(b"HELO") => {
             let nonce = get(&a[1], "nonce").and_then(bytes_of).ok_or_else(|| {
