@@ -255,6 +255,8 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Outpu
         for (field, set) in [
             ("TLS.CAFile", !o.tls.ca_file.is_empty()),
             ("TLS.CertFile", !o.tls.cert_file.is_empty()),
+            ("TLS.KeyFile", !o.tls.key_file.is_empty()),
+            ("TLS.InsecureSkipVerify", o.tls.insecure_skip_verify),
             ("TLS.ServerName", !o.tls.server_name.is_empty()),
         ] {
             if set {

@@ -548,6 +548,19 @@ fn options_are_checked_naming_the_field() {
         "TLS.CAFile"
     );
     output(json!({"Host": "h", "Timeout": 2.5, "HeartbeatInterval": "1m", "KeepAlive": false}));
+    // The README's sample (its Buffer is the framework's, its TLS files are not here).
+    output(json!({
+        "Servers": [
+            {"Host": "fluentd-a.internal", "Port": 24224, "Weight": 60},
+            {"Host": "fluentd-b.internal", "Port": 24224, "Weight": 60},
+            {"Host": "fluentd-dr.internal", "Port": 24224, "Standby": true}
+        ],
+        "Tag": "app.logs", "SendMode": "CompressedPackedForward",
+        "RequireAckResponse": true, "AckResponseTimeout": "60s",
+        "SharedKey": "change-me", "SelfHostname": "node-1",
+        "Username": "agent", "Password": "secret", "HeartbeatInterval": "1s",
+        "TLS": {"Enabled": true, "ServerName": "fluentd.internal"},
+    }));
 }
 
 /// A TLS forward server (rustls, a certificate for 127.0.0.1 made here) that reads one
