@@ -484,12 +484,12 @@ fn fail_over_between_two_fluent_bits_loses_nothing() {
         format!(
             "{N} lines: all arrived; {} duplicated (first {:?}); at the kill fb1 had {} and fb2 {} lines; \
              records per file [fb1, fb1 restarted, fb2] = {per_file:?} (fb1 restarted wrote {after_restart}, \
-             backlog chunks it recovered: {})",
+             backlog chunks it registered from its storage: {})",
             dups.len(),
             &dups[..dups.len().min(5)],
             at_kill.0,
             at_kill.1,
-            log1b.matches("flush backlog chunk").count()
+            log1b.matches("] register ").count()
         ),
     );
 }
