@@ -86,6 +86,7 @@ static REGISTRY: &[(&str, Factory)] = &[
     ("flusher_stdout", Factory::Flusher(flushers::stdout::build)),
     ("flusher_null", Factory::Flusher(flushers::null::build)),
     ("flusher_file", Factory::Output(flushers::file::build)),
+    ("flusher_forward", Factory::Output(flushers::forward::build)),
     ("flusher_http", Factory::Output(flushers::http::build)),
 ];
 

@@ -180,6 +180,12 @@ impl Stream {
             .set_read_timeout(Some(t.max(Duration::from_millis(1))))
     }
 
+    /// Changes the write timeout (at least 1 ms).
+    pub(crate) fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        self.tcp()
+            .set_write_timeout(Some(t.max(Duration::from_millis(1))))
+    }
+
     /// Whether the peer has closed or reset the connection, checked without blocking and
     /// without consuming data (a stream protocol with no answers notices a dead peer only
     /// this way before writing into the void).
@@ -195,6 +201,32 @@ impl Stream {
             Err(e) => e.kind() != io::ErrorKind::WouldBlock,
         };
         let _ = s.set_nonblocking(false);
+        closed
+    }
+
+    /// [`Stream::peer_closed`] that also sees a TLS peer's close behind records it sent
+    /// after the handshake (TLS 1.3 session tickets) that nothing has read yet: those are
+    /// processed, without blocking, first.
+    pub(crate) fn peer_closed_mut(&mut self) -> bool {
+        let Self::Tls(s) = self else {
+            return self.peer_closed();
+        };
+        if s.sock.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let closed = loop {
+            match s.conn.read_tls(&mut s.sock) {
+                Ok(0) => break true,
+                Ok(_) => match s.conn.process_new_packets() {
+                    Ok(st) if st.peer_has_closed() => break true,
+                    Ok(_) => {}
+                    Err(_) => break true,
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        let _ = s.sock.set_nonblocking(false);
         closed
     }
 
