@@ -8,4 +8,5 @@ pub(crate) mod net;
 pub mod null;
 pub mod sls;
 pub mod stdout;
+pub mod syslog;
 pub(crate) mod template;
