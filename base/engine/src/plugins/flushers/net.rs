@@ -231,19 +231,22 @@ impl Stream {
     }
 
     /// Waits until the peer's TCP acknowledged every byte written ([`Stream::unacked`] is
-    /// 0), polling, at most `timeout`; returns at once where that cannot be told. An
+    /// 0), polling; gives up when no byte was acknowledged for `timeout` (a slow reader
+    /// that keeps up is waited for); returns at once where that cannot be told. An
     /// acknowledgement means the peer's kernel has the bytes, not that its program read them.
     ///
     /// # Errors
-    /// Bytes still unacknowledged after `timeout`, or the peer closed meanwhile.
+    /// No progress for `timeout`, or the peer closed meanwhile.
     pub(crate) fn wait_acked(&mut self, timeout: Duration) -> Result<(), String> {
-        let start = std::time::Instant::now();
+        let mut since = std::time::Instant::now();
+        let mut last = usize::MAX;
         let mut pause = Duration::from_micros(50);
         loop {
             match self.unacked() {
                 None | Some(0) => return Ok(()),
-                Some(n) if start.elapsed() >= timeout => {
-                    return Err(format!("{n} bytes not acknowledged within {timeout:?}"));
+                Some(n) if n < last => (last, since) = (n, std::time::Instant::now()),
+                Some(n) if since.elapsed() >= timeout => {
+                    return Err(format!("{n} bytes not acknowledged for {timeout:?}"));
                 }
                 Some(_) => {}
             }

@@ -1406,6 +1406,32 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_stops_reading_fails_the_write_in_bounded_time() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut o = output(json!({"Address": format!("127.0.0.1:{port}"), "TimeoutMs": 300}));
+        let held = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            drop(s);
+        });
+        // More than both sides' socket buffers hold (not frames: TCP does not care).
+        let body = vec![b'x'; 40 << 20];
+        let t0 = std::time::Instant::now();
+        match o.write(&chunk(body)) {
+            Err(WriteError::Retry { why, .. }) => assert!(why.contains(&port.to_string()), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Well before the receiver closes: the timeout ended it.
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t0.elapsed()
+        );
+        held.join().unwrap();
+    }
+
+    #[test]
     fn udp_sends_one_datagram_per_message() {
         let r = UdpSocket::bind("127.0.0.1:0").unwrap();
         r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
