@@ -54,7 +54,9 @@
 //! new one after the `Retry` back-off: what the receiver already took is then sent again
 //! (duplicates, never a loss we could see). The residual risk: a receiver that stalls longer
 //! than `CloseCheckMs` with bytes its kernel acknowledged but it never read, and then dies,
-//! loses those bytes without our knowing. Over UDP a chunk is delivered once every datagram
+//! loses those bytes without our knowing. The wait costs each chunk up to the receiver's
+//! delayed ACK (at most 40 ms on Linux) plus `CloseCheckMs`: negligible with the default 8 MiB
+//! chunks, a limit for tiny chunks flushed often (raise `Concurrency` then). Over UDP a chunk is delivered once every datagram
 //! was handed to the kernel; a datagram the network or the receiver drops is not seen (an ICMP
 //! refusal on the next send retries the chunk).
 
@@ -201,6 +203,8 @@ struct SyslogEncoder {
     sd_ids: Vec<Vec<u8>>,
     /// For the alarms (cut messages, bad severities).
     cx: PluginContext,
+    /// Messages cut at `MaxSize` since the start (each alarm says the total).
+    cut_total: std::sync::atomic::AtomicU64,
 }
 
 /// One part of the message: the field it comes from and its value when the field is absent.
@@ -279,6 +283,7 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Box<dyn Output
         None | Some(0) if rfc5424 => 2048,
         None | Some(0) => 1024,
         Some(n) if n < 64 => return Err(DetailError::new("MaxSize", "at least 64 bytes")),
+        Some(n) if n > 1 << 30 => return Err(DetailError::new("MaxSize", "at most 1 GiB")),
         Some(n) if mode == Mode::Udp && n > MAX_DATAGRAM as u64 => {
             let why = format!("at most {MAX_DATAGRAM} bytes with Mode udp (one datagram)");
             return Err(DetailError::new("MaxSize", why));
@@ -379,6 +384,7 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Box<dyn Output
         message: Bytes::from(message),
         sd_ids,
         cx: cx.detached(),
+        cut_total: Default::default(),
     };
     let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
     let timeout = ms(o.timeout_ms, 5000).max(Duration::from_millis(1));
@@ -865,8 +871,12 @@ impl Encoder for SyslogEncoder {
             });
         }
         if counts.cut > 0 {
+            let total = self
+                .cut_total
+                .fetch_add(counts.cut, std::sync::atomic::Ordering::Relaxed)
+                + counts.cut;
             let why = format!(
-                "{} messages longer than MaxSize ({} bytes) were cut",
+                "{} messages longer than MaxSize ({} bytes) were cut ({total} since the start)",
                 counts.cut, self.max_size
             );
             self.cx.alarm(CUT_ALARM, Level::Warning, why);
@@ -1225,12 +1235,23 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_cut_at_max_size_on_a_character_boundary() {
-        let o = output(json!({"Address": "h", "HostnamePreset": "h", "MaxSize": 64,
-            "Framing": "non-transparent"}));
+    fn long_messages_are_cut_at_max_size_on_a_character_boundary_and_counted() {
+        let cx = PluginContext::for_check("t");
+        let detail = json!({"Address": "h", "HostnamePreset": "h", "MaxSize": 64,
+            "Framing": "non-transparent"});
+        let o = build(&detail, &cx).unwrap_or_else(|e| panic!("{}", e.message));
         let e = event(&[("content", &"\u{e9}".repeat(100))]);
-        let got = encode(&*o, vec![e]);
-        let line = std::str::from_utf8(&got).expect("cut on a character boundary");
+        let got = encode(&*o, vec![e.clone(), event(&[("content", "short")]), e]);
+        let (alarms, _) = cx.stats.take_alarms();
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].kind, CUT_ALARM);
+        assert!(
+            alarms[0].message.starts_with("2 messages"),
+            "{}",
+            alarms[0].message
+        );
+        let got = &got[..=got.iter().position(|&b| b == b'\n').unwrap()];
+        let line = std::str::from_utf8(got).expect("cut on a character boundary");
         assert!(line.ends_with('\n'));
         assert!(line.len() - 1 <= 64 && line.len() > 63, "{}", line.len());
     }
@@ -1359,10 +1380,12 @@ mod tests {
             &*o,
             vec![event(&[("content", "b")]), event(&[("content", "c")])],
         );
-        let r = receiver(l, 2, a.len(), Duration::from_millis(50));
+        // Longer than the write's wait for the ACK (a delayed ACK is up to 40 ms) and
+        // CloseCheckMs.
+        let r = receiver(l, 2, a.len(), Duration::from_millis(300));
         o.write(&chunk(a.clone())).unwrap();
-        // The receiver closes the first connection 50 ms after chunk a: b goes on a new one.
-        std::thread::sleep(Duration::from_millis(150));
+        // The receiver closed the first connection after chunk a: b goes on a new one.
+        std::thread::sleep(Duration::from_millis(600));
         o.write(&chunk(b.clone())).unwrap();
         drop(o);
         let got = r.join().unwrap();
@@ -1429,6 +1452,74 @@ mod tests {
             t0.elapsed()
         );
         held.join().unwrap();
+    }
+
+    /// A CA (PEM in `<dir>/ca.pem`) and a rustls server configuration for 127.0.0.1 signed
+    /// by it.
+    fn tls_server(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], key.into())
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn tls_notices_a_receiver_that_closed_behind_its_session_tickets() {
+        let dir = std::env::temp_dir().join(format!("flusher-syslog-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = tls_server(&dir);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut o = output(
+            json!({"Address": format!("127.0.0.1:{port}"), "Mode": "tls",
+            "HostnamePreset": "h", "TLS": {"CAFile": dir.join("ca.pem")}}),
+        );
+        let a = encode(&*o, vec![event(&[("content", "a")])]);
+        let b = encode(&*o, vec![event(&[("content", "b")])]);
+        let sizes = [a.len(), b.len()];
+        // Each connection: read one chunk, then close it (TLS 1.3 sent session tickets first).
+        let server = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for want in sizes {
+                let (tcp, _) = l.accept().unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = vec![0u8; want];
+                s.read_exact(&mut buf).unwrap();
+                got.extend(buf);
+                // Longer than the write's wait for the ACK (a delayed ACK is up to 40 ms)
+                // and CloseCheckMs.
+                std::thread::sleep(Duration::from_millis(300));
+                s.conn.send_close_notify();
+                let _ = s.conn.complete_io(&mut s.sock);
+            }
+            got
+        });
+        o.write(&chunk(a.clone())).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        // Written on a new connection at once: the close was seen before the write.
+        o.write(&chunk(b.clone())).unwrap();
+        assert_eq!(server.join().unwrap(), [a, b].concat());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
