@@ -322,6 +322,13 @@ pub(crate) fn build(detail: &Value, cx: &PluginContext) -> Result<Box<dyn Output
         if !rfc5424 {
             return Err(DetailError::new("SdKeys", "only with Format rfc5424"));
         }
+        // An SD-ID appears once per message, and a content feeds one SD-ID only.
+        if let Some(other) = o.sd_keys[..i].iter().find(|o| {
+            *o == id || id.starts_with(&format!("{o}.")) || o.starts_with(&format!("{id}."))
+        }) {
+            let why = format!("`{id}` repeats or nests with `{other}`");
+            return Err(DetailError::new(format!("SdKeys[{i}]"), why));
+        }
         sd_ids.push(id.as_bytes().to_vec());
     }
     if !rfc5424 && (o.msgid_key.is_some() || o.msgid_preset.is_some()) {
@@ -1319,6 +1326,14 @@ mod tests {
                 "TLS.CAFile",
             ),
             (json!({"Address": "h", "Bogus": 1}), "Bogus"),
+            (
+                json!({"Address": "h", "SdKeys": ["a@1", "a@1"]}),
+                "SdKeys[1]",
+            ),
+            (
+                json!({"Address": "h", "SdKeys": ["a@1.x", "a@1"]}),
+                "SdKeys[1]",
+            ),
         ] {
             assert_eq!(error(detail.clone()).field, field, "{detail}");
         }
