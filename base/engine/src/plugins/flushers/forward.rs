@@ -572,7 +572,7 @@ impl ForwardOutput {
     fn connection(&mut self, i: usize) -> Result<(Conn, bool), Failure> {
         let s = &mut self.servers[i];
         if let Some(mut c) = s.conn.take() {
-            if c.idle_since.elapsed() < self.t.idle && !c.stream.peer_closed_mut() {
+            if c.idle_since.elapsed() < self.t.idle && !c.stream.closed_by_peer() {
                 return Ok((c, true));
             }
             c.stream.close();

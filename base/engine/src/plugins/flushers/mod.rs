@@ -3,10 +3,9 @@
 pub mod file;
 pub mod forward;
 pub mod http;
-// Used by flusher_forward and flusher_syslog.
-#[allow(dead_code)]
 pub(crate) mod net;
 pub mod null;
 pub mod sls;
 pub mod stdout;
+pub mod syslog;
 pub(crate) mod template;

@@ -204,30 +204,64 @@ impl Stream {
         closed
     }
 
-    /// [`Stream::peer_closed`] that also sees a TLS peer's close behind records it sent
-    /// after the handshake (TLS 1.3 session tickets) that nothing has read yet: those are
-    /// processed, without blocking, first.
-    pub(crate) fn peer_closed_mut(&mut self) -> bool {
+    /// [`Stream::peer_closed`] that over TLS first reads and processes what the server sent
+    /// unasked (TLS 1.3 session tickets, a `close_notify`): unread, those bytes hide a close
+    /// behind them from a peek. Application data the server sends is discarded.
+    pub(crate) fn closed_by_peer(&mut self) -> bool {
         let Self::Tls(s) = self else {
             return self.peer_closed();
         };
         if s.sock.set_nonblocking(true).is_err() {
             return true;
         }
-        let closed = loop {
-            match s.conn.read_tls(&mut s.sock) {
-                Ok(0) => break true,
-                Ok(_) => match s.conn.process_new_packets() {
-                    Ok(st) if st.peer_has_closed() => break true,
-                    Ok(_) => {}
-                    Err(_) => break true,
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(_) => break true,
-            }
-        };
+        let closed = tls_peer_closed(s);
         let _ = s.sock.set_nonblocking(false);
         closed
+    }
+
+    /// Bytes written but not yet acknowledged by the peer's TCP (Linux `SIOCOUTQ`; `None`
+    /// elsewhere or when the call fails). TLS records count with their overhead.
+    pub(crate) fn unacked(&self) -> Option<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut n: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one c_int through the pointer, which
+            // points at a live local; the fd is ours and open for the call.
+            let rc = unsafe { libc::ioctl(self.tcp().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+            if rc == 0 {
+                return usize::try_from(n).ok();
+            }
+        }
+        None
+    }
+
+    /// Waits until the peer's TCP acknowledged every byte written ([`Stream::unacked`] is
+    /// 0), polling; gives up when no byte was acknowledged for `timeout` (a slow reader
+    /// that keeps up is waited for); returns at once where that cannot be told. An
+    /// acknowledgement means the peer's kernel has the bytes, not that its program read them.
+    ///
+    /// # Errors
+    /// No progress for `timeout`, or the peer closed meanwhile.
+    pub(crate) fn wait_acked(&mut self, timeout: Duration) -> Result<(), String> {
+        let mut since = std::time::Instant::now();
+        let mut last = usize::MAX;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match self.unacked() {
+                None | Some(0) => return Ok(()),
+                Some(n) if n < last => (last, since) = (n, std::time::Instant::now()),
+                Some(n) if since.elapsed() >= timeout => {
+                    return Err(format!("{n} bytes not acknowledged for {timeout:?}"));
+                }
+                Some(_) => {}
+            }
+            if self.closed_by_peer() {
+                return Err("the peer closed the connection".into());
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
     }
 
     /// Closes both directions (TLS: after a close_notify, best effort).
@@ -268,6 +302,35 @@ impl Write for Stream {
         match self {
             Self::Tcp(s) => s.flush(),
             Self::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Reads what a TLS server sent (the socket is non-blocking): whether it closed, reset, sent
+/// `close_notify` or garbage.
+fn tls_peer_closed(s: &mut rustls::StreamOwned<ClientConnection, TcpStream>) -> bool {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match s.conn.read_tls(&mut s.sock) {
+            Ok(0) => return true,
+            Ok(_) => match s.conn.process_new_packets() {
+                Err(_) => return true,
+                Ok(state) => {
+                    if state.peer_has_closed() {
+                        return true;
+                    }
+                    let mut left = state.plaintext_bytes_to_read();
+                    while left > 0 {
+                        match s.conn.reader().read(&mut scratch) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left = left.saturating_sub(n),
+                        }
+                    }
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
         }
     }
 }
