@@ -39,7 +39,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Go's `http.DefaultTransport` idle timeout.
 const DEFAULT_IDLE: Duration = Duration::from_secs(90);
 /// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// How much of an error answer is quoted.
 const QUOTED: usize = 200;
 /// How much of an answer is read (the rest is dropped with the connection).
@@ -140,22 +140,22 @@ struct Convert {
 /// TLS options, named as iLogtail's `pkg/tlscommon.TLSConfig`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase", default)]
-struct Tls {
+pub(crate) struct Tls {
     /// No effect: `https://` always uses TLS.
-    enabled: bool,
+    pub(crate) enabled: bool,
     /// PEM file of the roots that verify the server (default: Mozilla's, bundled).
     #[serde(rename = "CAFile")]
-    ca_file: String,
+    pub(crate) ca_file: String,
     /// PEM client certificate chain (with `KeyFile`).
-    cert_file: String,
+    pub(crate) cert_file: String,
     /// PEM private key of `CertFile`.
-    key_file: String,
+    pub(crate) key_file: String,
     /// Do not verify the server's certificate.
-    insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
     /// `1.0` to `1.2` (TLS 1.2 is always the least used).
-    min_version: String,
+    pub(crate) min_version: String,
     /// `1.3` only.
-    max_version: String,
+    pub(crate) max_version: String,
 }
 
 /// What a request body is.
@@ -208,20 +208,8 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Outpu
     let (url, template) = remote_url(&o.remote_url, &o.query)?;
     let (headers, gzip) = headers(&o.headers, &o.compression, body)?;
     let tls = tls_config(&o.tls)?;
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .max_idle_age(idle)
-        .max_idle_connections_per_host(1)
-        .user_agent(concat!("plugin-engine/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls);
-    if is_loopback(&o.remote_url) {
-        // As Go's ProxyFromEnvironment: loopback is never proxied.
-        config = config.proxy(None);
-    }
     Ok(Box::new(HttpOutput {
-        agent: config.build().into(),
+        agent: agent(&o.remote_url, timeout, idle, tls),
         url,
         template,
         headers,
@@ -232,6 +220,24 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Outpu
         array: Vec::new(),
         zipped: Vec::new(),
     }))
+}
+
+/// A blocking agent for one flush thread: at most one kept connection, no redirects, statuses
+/// as answers (not errors), `timeout` for the whole request, no proxy for a loopback `url`.
+pub(crate) fn agent(url: &str, timeout: Duration, idle: Duration, tls: TlsConfig) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .max_idle_age(idle)
+        .max_idle_connections_per_host(1)
+        .user_agent(concat!("plugin-engine/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls);
+    if is_loopback(url) {
+        // As Go's ProxyFromEnvironment: loopback is never proxied.
+        config = config.proxy(None);
+    }
+    config.build().into()
 }
 
 fn refuse_unsupported(o: &Options) -> Result<(), DetailError> {
@@ -354,7 +360,7 @@ fn duration(field: &str, v: Option<&Value>, default: Duration) -> Result<Duratio
 }
 
 /// Parses Go's duration text: `1h2m3.5s`, `300ms`, `0`.
-fn go_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn go_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration (like \"60s\", \"1m30s\", \"500ms\")");
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -524,7 +530,7 @@ fn headers(
     Ok((out, gzip.unwrap_or(header_gzip)))
 }
 
-fn tls_config(t: &Tls) -> Result<TlsConfig, DetailError> {
+pub(crate) fn tls_config(t: &Tls) -> Result<TlsConfig, DetailError> {
     let mut b = TlsConfig::builder().disable_verification(t.insecure_skip_verify);
     if !t.ca_file.is_empty() {
         let pem = read_pem("TLS.CAFile", &t.ca_file)?;
@@ -579,7 +585,7 @@ fn client_cert(t: &Tls) -> Result<ClientCert, DetailError> {
     Ok(ClientCert::new_with_certs(&chain, key))
 }
 
-fn read_pem(field: &str, path: &str) -> Result<Vec<u8>, DetailError> {
+pub(crate) fn read_pem(field: &str, path: &str) -> Result<Vec<u8>, DetailError> {
     std::fs::read(path).map_err(|e| DetailError::new(field, format!("{path}: {e}")))
 }
 
@@ -703,7 +709,7 @@ fn answer(
 
 /// What a failed request means: transport failures are retried; a request that cannot be
 /// made (a bad URL or header) never will be.
-fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
+pub(crate) fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
     match e {
         ureq::Error::Timeout(_) => {
             WriteError::retry(format!("POST {url}: no answer within {timeout:?}"))
@@ -716,7 +722,7 @@ fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
 }
 
 /// `Retry-After` as seconds or an HTTP date (relative to `now`, unix seconds), capped.
-fn retry_after(v: &str, now: i64) -> Option<Duration> {
+pub(crate) fn retry_after(v: &str, now: i64) -> Option<Duration> {
     let v = v.trim();
     let secs = match v.parse::<u64>() {
         Ok(s) => s,

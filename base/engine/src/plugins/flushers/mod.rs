@@ -3,6 +3,7 @@
 pub mod file;
 pub mod http;
 pub mod null;
+pub mod otlp;
 pub mod sls;
 pub mod stdout;
 pub(crate) mod template;
