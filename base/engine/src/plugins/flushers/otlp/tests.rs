@@ -758,3 +758,202 @@ fn grpc_without_a_server_is_retried_within_the_timeout() {
     drop(out);
     assert_eq!(script.seen.lock().unwrap().len(), 2);
 }
+
+// --- OTLP/gRPC over TLS --------------------------------------------------------------------
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1, the CA's PEM in a temporary
+/// file (removed on drop).
+struct Pki {
+    ca_file: std::path::PathBuf,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "flusher_otlp test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let ca_file = std::env::temp_dir().join(format!(
+            "flusher-otlp-ca-{}-{}.pem",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key.into())
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        Self {
+            ca_file,
+            server: Arc::new(server),
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ca_file);
+    }
+}
+
+/// A server-side TLS connection, as tonic's server takes it.
+struct TlsIo(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// The handshaken connections, for tonic.
+struct Handshaken(tokio::sync::mpsc::UnboundedReceiver<TlsIo>);
+
+impl futures_core::Stream for Handshaken {
+    type Item = std::io::Result<TlsIo>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+/// [`grpc_server`] over TLS: the port, and a count of failed handshakes.
+fn grpc_tls_server(
+    script: Arc<Script>,
+    tls: Arc<rustls::ServerConfig>,
+) -> (
+    u16,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = refused.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    match acceptor.accept(tcp).await {
+                        Ok(tls) => {
+                            let _ = tx.send(TlsIo(tls));
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+            let svc = LogsServiceServer::new(Service(script));
+            let _ = tonic::transport::Server::builder()
+                .serve_with_incoming_shutdown(svc, Handshaken(rx), async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    });
+    (port, refused, stop)
+}
+
+#[test]
+fn grpc_over_tls_verifies_the_server() {
+    use std::sync::atomic::Ordering;
+    let pki = Pki::new();
+    let script = Arc::new(Script::default());
+    let (port, refused, _stop) = grpc_tls_server(script.clone(), pki.server.clone());
+    let chunk = chunk_of(output(json!({"Endpoint": GRPC})).as_ref(), &[lines(2)]);
+    let with = |tls: Value| {
+        output(json!({
+            "Endpoint": format!("https://localhost:{port}"), "TLS": tls, "Timeout": "5s",
+        }))
+    };
+    with(json!({"CAFile": pki.ca_file.to_str().unwrap()}))
+        .write(&chunk)
+        .unwrap();
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+    // The bundled roots do not know the test CA: retried, nothing sent.
+    match with(json!({})).write(&chunk) {
+        Err(WriteError::Retry { why, .. }) => {
+            assert!(why.to_ascii_lowercase().contains("certificate"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+    // The server's side of the failed handshake is counted a moment later.
+    let t = std::time::Instant::now();
+    while refused.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(refused.load(Ordering::Relaxed), 1);
+    with(json!({"InsecureSkipVerify": true}))
+        .write(&chunk)
+        .unwrap();
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].0, decode(&chunk.body));
+}
