@@ -40,7 +40,8 @@
 //! thread continues after the groups already accepted. A single group bigger than the limit
 //! is sent alone.
 //!
-//! **Options** (ours, iLogtail-style): `Protocol` (`grpc`, the default, or `http`),
+//! **Options** (ours, iLogtail-style): `Protocol` (`grpc`, the default, or `http` /
+//! `http/protobuf`),
 //! `Endpoint`, `Headers`, `Compression` (`none` or `gzip`), `Timeout` (milliseconds as
 //! iLogtail's, or a duration text such as `"10s"`; default 10 s: the whole request, connect to
 //! answer), `TLS` {`CAFile`, `CertFile`, `KeyFile`, `InsecureSkipVerify`, as `flusher_http`},

@@ -957,3 +957,31 @@ fn grpc_over_tls_verifies_the_server() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].0, decode(&chunk.body));
 }
+
+/// What the generated client would add per chunk (decode the body into the prost types, then
+/// encode them again) next to the encoding itself. Run with
+/// `cargo test --release -p plugin-engine --lib otlp::tests::pass_through_saves -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn pass_through_saves_a_decode_and_encode() {
+    let out = output(json!({"Endpoint": GRPC}));
+    let groups: Vec<EventGroup> = (0..64).map(|_| lines(1000)).collect();
+    let t = std::time::Instant::now();
+    let mut chunk = chunk_of(out.as_ref(), &groups);
+    for _ in 0..4 {
+        chunk = chunk_of(out.as_ref(), &groups);
+    }
+    let encode = t.elapsed() / 5;
+    let t = std::time::Instant::now();
+    let mut len = 0;
+    for _ in 0..5 {
+        len = decode(&chunk.body).encode_to_vec().len();
+    }
+    let again = t.elapsed() / 5;
+    assert_eq!(len, chunk.body.len());
+    eprintln!(
+        "{} records, {} bytes: encode {encode:?}; decode + encode again {again:?}",
+        chunk.records,
+        chunk.body.len()
+    );
+}
