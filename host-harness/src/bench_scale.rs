@@ -101,14 +101,18 @@ impl Proto {
             }),
             Proto::Syslog => json!({
                 "type": "flusher_syslog",
+                // As Fluent Bit's out_syslog writes: newline framing, a BOM.
                 "detail": {
                     "Address": format!("127.0.0.1:{port}"),
-                    "Protocol": "tcp",
+                    "Mode": "tcp",
                     "Format": "rfc5424",
                     "Framing": "non-transparent",
+                    "Bom": true,
+                    "MaxSize": 2048,
                     "MessageKey": "content",
-                    "Hostname": "bench-host",
-                    "AppName": "bench",
+                    "HostnamePreset": "bench-host",
+                    "AppnamePreset": "bench",
+                    "ProcidPreset": "1",
                 },
             }),
             Proto::OtlpHttp => json!({
@@ -137,7 +141,9 @@ impl Proto {
                 "syslog",
                 "mode=tcp",
                 "syslog_format=rfc5424",
+                "syslog_maxsize=2048",
                 "syslog_message_key=log",
+                "syslog_procid_preset=1",
                 "syslog_hostname_preset=bench-host",
                 "syslog_appname_preset=bench",
             ]

@@ -88,6 +88,7 @@ static REGISTRY: &[(&str, Factory)] = &[
     ("flusher_file", Factory::Output(flushers::file::build)),
     ("flusher_forward", Factory::Output(flushers::forward::build)),
     ("flusher_http", Factory::Output(flushers::http::build)),
+    ("flusher_otlp", Factory::Output(flushers::otlp::build)),
     ("flusher_syslog", Factory::Output(flushers::syslog::build)),
 ];
 

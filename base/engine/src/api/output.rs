@@ -206,4 +206,11 @@ pub trait Output: Send {
     fn chunk_keys(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The largest chunk (bytes) the destination takes as one message, when it has a limit
+    /// (Fluent Bit's `forward` input: 6 MB by default): `Buffer.ChunkLimitSize` defaults to
+    /// it instead of 8 MiB; a configured `ChunkLimitSize` stays as given.
+    fn max_chunk_bytes(&self) -> Option<usize> {
+        None
+    }
 }

@@ -185,6 +185,11 @@ pub fn build(
     }
     let mut settings = settings;
     settings.require_keys(&output.chunk_keys());
+    if detail.pointer("/Buffer/ChunkLimitSize").is_none() {
+        if let Some(max) = output.max_chunk_bytes() {
+            settings.chunk_bytes = settings.chunk_bytes.min(max.max(1024));
+        }
+    }
     let format = output.format();
     let name = cx.plugin.to_string();
     if settings.mode == Mode::None {

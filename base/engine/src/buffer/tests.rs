@@ -191,7 +191,8 @@ fn every_record_arrives_once_in_order_and_acks_follow_delivery() {
     for _ in 0..50 {
         rig.send(20);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Writes are tried (and fail) while it is down.
+    wait_for("a failed write", || d.writes.load(Ordering::SeqCst) >= 2);
     assert_eq!(rig.committed(), 0, "nothing delivered, nothing committed");
     d.down.store(false, Ordering::SeqCst);
     wait_for("1000 records", || d.got.lock().unwrap().len() >= 1000);

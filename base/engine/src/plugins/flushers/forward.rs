@@ -51,8 +51,9 @@
 //!
 //! `Tag`: a template with `${tag}` (the group's tag, `__tag__`) and `${<field>}`
 //! placeholders (chunk keys, added to the config's for you); default `${tag}`; an empty
-//! result is sent as `untagged`. Against Fluent Bit's `in_forward` keep
-//! `Buffer.ChunkLimitSize` under its `buffer_max_size` (6 MB by default).
+//! result is sent as `untagged`. A chunk is one message: `Buffer.ChunkLimitSize` defaults to
+//! 4 MiB here, under Fluent Bit's `in_forward` `buffer_max_size` (6 MB by default), which
+//! resets the connection of a bigger message; a larger one given stays.
 
 mod secure;
 #[cfg(test)]
@@ -73,6 +74,9 @@ use std::time::{Duration, Instant};
 const DEFAULT_PORT: u16 = 24224;
 /// Fluentd's default server weight.
 const DEFAULT_WEIGHT: u32 = 60;
+/// The default `Buffer.ChunkLimitSize`: under Fluent Bit's `in_forward` `buffer_max_size`
+/// (6,144,000 bytes by default) with room for the framing.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The tag of a chunk whose `Tag` renders empty.
 const UNTAGGED: &str = "untagged";
 
@@ -705,6 +709,12 @@ impl Output for ForwardOutput {
 
     fn chunk_keys(&self) -> Vec<String> {
         self.tag.names().map(str::to_string).collect()
+    }
+
+    /// Fluent Bit's `forward` input resets a connection that sends a message over its
+    /// `buffer_max_size` (6 MB by default); Fluentd's takes 16 MiB.
+    fn max_chunk_bytes(&self) -> Option<usize> {
+        Some(MAX_MESSAGE_BYTES)
     }
 
     fn write(&mut self, chunk: &Chunk) -> Result<(), WriteError> {

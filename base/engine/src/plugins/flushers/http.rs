@@ -25,7 +25,7 @@
 //! names of iLogtail's `pkg/tlscommon` (`CAFile`, `CertFile`, `KeyFile`,
 //! `InsecureSkipVerify`, `MinVersion`, `MaxVersion`).
 
-use super::net::{read_pem, TlsOptions as Tls};
+pub(crate) use super::net::{read_pem, TlsOptions as Tls};
 use super::template::Template;
 use crate::api::prelude::*;
 use flate2::write::GzEncoder;
@@ -40,7 +40,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Go's `http.DefaultTransport` idle timeout.
 const DEFAULT_IDLE: Duration = Duration::from_secs(90);
 /// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// How much of an error answer is quoted.
 const QUOTED: usize = 200;
 /// How much of an answer is read (the rest is dropped with the connection).
@@ -188,20 +188,8 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Outpu
     let (url, template) = remote_url(&o.remote_url, &o.query)?;
     let (headers, gzip) = headers(&o.headers, &o.compression, body)?;
     let tls = tls_config(&o.tls)?;
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .max_idle_age(idle)
-        .max_idle_connections_per_host(1)
-        .user_agent(concat!("plugin-engine/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls);
-    if is_loopback(&o.remote_url) {
-        // As Go's ProxyFromEnvironment: loopback is never proxied.
-        config = config.proxy(None);
-    }
     Ok(Box::new(HttpOutput {
-        agent: config.build().into(),
+        agent: agent(&o.remote_url, timeout, idle, tls),
         url,
         template,
         headers,
@@ -212,6 +200,24 @@ pub(crate) fn build(detail: &Value, _cx: &PluginContext) -> Result<Box<dyn Outpu
         array: Vec::new(),
         zipped: Vec::new(),
     }))
+}
+
+/// A blocking agent for one flush thread: at most one kept connection, no redirects, statuses
+/// as answers (not errors), `timeout` for the whole request, no proxy for a loopback `url`.
+pub(crate) fn agent(url: &str, timeout: Duration, idle: Duration, tls: TlsConfig) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .max_idle_age(idle)
+        .max_idle_connections_per_host(1)
+        .user_agent(concat!("plugin-engine/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls);
+    if is_loopback(url) {
+        // As Go's ProxyFromEnvironment: loopback is never proxied.
+        config = config.proxy(None);
+    }
+    config.build().into()
 }
 
 fn refuse_unsupported(o: &Options) -> Result<(), DetailError> {
@@ -334,7 +340,7 @@ fn duration(field: &str, v: Option<&Value>, default: Duration) -> Result<Duratio
 }
 
 /// Parses Go's duration text: `1h2m3.5s`, `300ms`, `0`.
-fn go_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn go_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration (like \"60s\", \"1m30s\", \"500ms\")");
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -504,7 +510,7 @@ fn headers(
     Ok((out, gzip.unwrap_or(header_gzip)))
 }
 
-fn tls_config(t: &Tls) -> Result<TlsConfig, DetailError> {
+pub(crate) fn tls_config(t: &Tls) -> Result<TlsConfig, DetailError> {
     if !t.server_name.is_empty() {
         let why = "not supported by flusher_http (the URL's host is the name checked)";
         return Err(DetailError::new("TLS.ServerName", why));
@@ -683,7 +689,7 @@ fn answer(
 
 /// What a failed request means: transport failures are retried; a request that cannot be
 /// made (a bad URL or header) never will be.
-fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
+pub(crate) fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
     match e {
         ureq::Error::Timeout(_) => {
             WriteError::retry(format!("POST {url}: no answer within {timeout:?}"))
@@ -696,7 +702,7 @@ fn failed(e: ureq::Error, url: &str, timeout: Duration) -> WriteError {
 }
 
 /// `Retry-After` as seconds or an HTTP date (relative to `now`, unix seconds), capped.
-fn retry_after(v: &str, now: i64) -> Option<Duration> {
+pub(crate) fn retry_after(v: &str, now: i64) -> Option<Duration> {
     let v = v.trim();
     let secs = match v.parse::<u64>() {
         Ok(s) => s,

@@ -5,6 +5,7 @@ pub mod forward;
 pub mod http;
 pub(crate) mod net;
 pub mod null;
+pub mod otlp;
 pub mod sls;
 pub mod stdout;
 pub mod syslog;
