@@ -132,6 +132,14 @@ impl Proto {
         }
     }
 
+    /// Why Fluent Bit's own output is not run for this protocol.
+    fn fluent_bit_skipped(self) -> Option<&'static str> {
+        (self == Proto::OtlpGrpc).then_some(
+            "not run: Fluent Bit 5.1.1's opentelemetry output with grpc on stalls into its own \
+             input (1,000 of 10,000 records delivered here)",
+        )
+    }
+
     /// Fluent Bit's output to a receiver on `port`: `-o` and its properties.
     fn fluent_bit_output(self, port: u16) -> Vec<String> {
         let mut a: Vec<String> = match self {
@@ -149,12 +157,12 @@ impl Proto {
             ]
             .map(String::from)
             .to_vec(),
-            Proto::OtlpHttp => ["opentelemetry", "logs_uri=/v1/logs"]
-                .map(String::from)
-                .to_vec(),
-            Proto::OtlpGrpc => ["opentelemetry", "logs_uri=/v1/logs", "grpc=on"]
-                .map(String::from)
-                .to_vec(),
+            // The line as the body, as ours sends `content`.
+            Proto::OtlpHttp | Proto::OtlpGrpc => {
+                ["opentelemetry", "logs_uri=/v1/logs", "logs_body_key=$log"]
+                    .map(String::from)
+                    .to_vec()
+            }
         };
         a.push("host=127.0.0.1".into());
         a.push(format!("port={port}"));
@@ -396,6 +404,8 @@ fn our_sender(
 ) -> io::Result<Command> {
     let mut v: Value = serde_json::from_str(&file_config(data, false, o.aggregate_ms))
         .map_err(io::Error::other)?;
+    // The flusher's buffer batches: no aggregator in front of it.
+    v.as_object_mut().map(|m| m.remove("aggregators"));
     v["flushers"] = json!([proto.our_flusher(port)]);
     let config = dir.join(format!("ours-{}.json", proto.slug()));
     std::fs::write(&config, v.to_string())?;
@@ -448,12 +458,10 @@ fn fluent_bit_sender(
 /// One sender's figures as JSON.
 fn sent_json(proto: Proto, who: &str, data: &DataFile, s: &Sent) -> Value {
     let mb = data.bytes as f64 / 1e6;
-    let per = |x: f64, t: f64, d: i32| {
-        if t > 0.0 {
-            json!(round(x / t, d))
-        } else {
-            Value::Null
-        }
+    let per = |x: f64, t: f64, d: i32| match (t > 0.0, d) {
+        (false, _) => Value::Null,
+        (true, 0) => json!((x / t).round() as u64),
+        (true, d) => json!(round(x / t, d)),
     };
     json!({
         "bench": "scale-out",
@@ -521,6 +529,16 @@ pub fn run(o: BenchOpts) -> i32 {
     let mut code = 0;
     for proto in protocols(o.protocol) {
         for who in ["ours", "fluent-bit"] {
+            if who == "fluent-bit" {
+                if let Some(why) = proto.fluent_bit_skipped() {
+                    if !o.json {
+                        eprintln!("harness: fluent-bit → {}: {why}", proto.name());
+                    }
+                    results.push(json!({"bench": "scale-out", "protocol": proto.name(),
+                        "sender": who, "skipped": why}));
+                    continue;
+                }
+            }
             if !o.json {
                 eprintln!("harness: {} → {} ...", who, proto.name());
             }
