@@ -7,7 +7,7 @@
 //! write sends its bytes as they are (gRPC through a pass-through tonic codec, no decode and
 //! encode again). Per group:
 //!
-//! - `resource.attributes`: `ResourceAttributes` (static), then the group tags (all of them, or
+//! - `resource.attributes`: `ResourceAttributes` (static), then the group tags (all but `__pack_id__`, or
 //!   those of `TagKeys`): `__hostname__` → `host.name`, `__path__` → `log.file.path`,
 //!   `__host_ip__` → `host.ip`, `__inode__` → `log.file.inode`, the topic (`__topic__`) →
 //!   `topic` as iLogtail names it; any other tag under its own key;
@@ -425,10 +425,13 @@ impl OtlpEncoder {
         })
     }
 
+    /// Whether group tag `key` becomes a resource attribute: those of `TagKeys`, else every
+    /// tag but the pack id (`__pack_id__`, the agent's own bookkeeping).
     fn wants_tag(&self, key: &[u8]) -> bool {
-        self.tag_keys
-            .as_ref()
-            .is_none_or(|keys| keys.iter().any(|k| k.as_ref() == key))
+        match &self.tag_keys {
+            Some(keys) => keys.iter().any(|k| k.as_ref() == key),
+            None => key != b"__pack_id__",
+        }
     }
 
     /// The group as a `ResourceLogs`, observed at `observed` (unix nanoseconds).
