@@ -87,6 +87,7 @@ static REGISTRY: &[(&str, Factory)] = &[
     ("flusher_null", Factory::Flusher(flushers::null::build)),
     ("flusher_file", Factory::Output(flushers::file::build)),
     ("flusher_http", Factory::Output(flushers::http::build)),
+    ("flusher_kafka_v2", Factory::Output(flushers::kafka::build)),
 ];
 
 impl Factory {

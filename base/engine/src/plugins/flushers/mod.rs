@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod null;
 pub mod sls;
 pub mod stdout;
