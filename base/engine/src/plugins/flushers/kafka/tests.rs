@@ -507,3 +507,68 @@ fn unreachable_brokers_roll_back_in_bounded_time_and_drop_does_not_hang() {
     assert!(started.elapsed() < DROP_FLUSH + Duration::from_secs(3));
     assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap().is_err());
 }
+
+/// A throughput figure, not a check: 1,000,000 records of ~100 bytes in 200 chunks, at most
+/// 32 chunks in flight (the default `MaxInFlight`), into a one-broker mock cluster.
+/// `cargo test --release -p plugin-engine --lib kafka_throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "a throughput figure, run by hand"]
+fn kafka_throughput() {
+    const CHUNKS: usize = 200;
+    const PER: usize = 5000;
+    let c = cluster(1);
+    let d = json!({"Brokers": [c.bootstrap_servers()], "Topic": "logs"});
+    let mut out = build(&d, &cx()).unwrap();
+    let Format::Custom(enc) = out.format() else {
+        panic!("not a custom format")
+    };
+    let line = "x".repeat(90);
+    let started = Instant::now();
+    let chunks: Vec<Chunk> = (0..CHUNKS)
+        .map(|i| {
+            let events = (0..PER)
+                .map(|j| event(1, &[("content", &format!("{:08} {line}", i * PER + j))]))
+                .collect();
+            let mut body = Vec::new();
+            let records = enc.encode(
+                &group(events, &[("__path__", "/var/log/app.log")]),
+                &mut body,
+            );
+            Chunk {
+                id: i as u64,
+                key: ChunkKey::default(),
+                ends: vec![body.len()],
+                body: body.into(),
+                records,
+                created: 0,
+                retries: 0,
+            }
+        })
+        .collect();
+    let encoded = started.elapsed();
+    let bytes: usize = chunks.iter().map(|c| c.body.len()).sum();
+    let (tx, rx) = mpsc::channel::<Result<(), WriteError>>();
+    let started = Instant::now();
+    let (mut sent, mut done) = (0, 0);
+    while done < CHUNKS {
+        while sent < CHUNKS && sent - done < 32 {
+            let tx = tx.clone();
+            let commit = Commit::new(move |r| drop(tx.send(r)));
+            out.try_write(&chunks[sent], commit).unwrap();
+            sent += 1;
+        }
+        rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+        done += 1;
+    }
+    let took = started.elapsed();
+    let n = (CHUNKS * PER) as f64;
+    eprintln!(
+        "kafka_throughput: {} records, {:.1} MB framed; encoded in {encoded:?} ({:.0} records/s); \
+         produced and acknowledged in {took:?}: {:.0} records/s, {:.1} MB/s",
+        CHUNKS * PER,
+        bytes as f64 / 1e6,
+        n / encoded.as_secs_f64(),
+        n / took.as_secs_f64(),
+        bytes as f64 / 1e6 / took.as_secs_f64()
+    );
+}
