@@ -272,6 +272,16 @@ pub(super) fn settings(detail: &Value, cx: &PluginContext) -> Result<Settings, D
         }
         (None | Some(true), -1) => {
             c.set("enable.idempotence", "true");
+            // What librdkafka requires of an idempotent producer (checked only when it is
+            // made, too late to name the option).
+            if o.max_open_requests.is_some_and(|n| n > 5) {
+                let why = "at most 5 with the idempotent producer (or `Idempotent: false`)";
+                return Err(DetailError::new("MaxOpenRequests", why));
+            }
+            if o.max_retries == Some(0) {
+                let why = "at least 1 with the idempotent producer (or `Idempotent: false`)";
+                return Err(DetailError::new("MaxRetries", why));
+            }
         }
         _ => {}
     }

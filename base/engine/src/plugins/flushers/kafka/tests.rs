@@ -80,6 +80,12 @@ fn options_are_checked_and_name_their_field() {
     );
     assert_eq!(with(json!({"RequiredACKs": 2})), "RequiredACKs");
     assert_eq!(with(json!({"Idempotent": true})), "Idempotent");
+    let many = json!({"RequiredACKs": -1, "MaxOpenRequests": 6});
+    assert_eq!(with(many), "MaxOpenRequests");
+    assert_eq!(
+        with(json!({"RequiredACKs": -1, "MaxRetries": 0})),
+        "MaxRetries"
+    );
     assert_eq!(with(json!({"Compression": "brotli"})), "Compression");
     let gzip11 = json!({"Compression": "gzip", "CompressionLevel": 11});
     assert_eq!(with(gzip11), "CompressionLevel");
@@ -167,6 +173,26 @@ fn options_are_checked_and_name_their_field() {
             .get("enable.idempotence"),
         None
     );
+}
+
+/// What the bundled librdkafka was built with: TLS, SASL PLAIN and SCRAM, every codec
+/// iLogtail offers; no GSSAPI.
+#[test]
+fn librdkafka_has_tls_scram_and_every_codec() {
+    let native = ClientConfig::new().create_native_config().unwrap();
+    let features = native.get("builtin.features").unwrap();
+    for f in [
+        "ssl",
+        "sasl_plain",
+        "sasl_scram",
+        "gzip",
+        "snappy",
+        "lz4",
+        "zstd",
+    ] {
+        assert!(features.split(',').any(|x| x == f), "{f} in {features}");
+    }
+    assert!(!features.contains("sasl_gssapi"), "{features}");
 }
 
 #[test]
@@ -571,4 +597,20 @@ fn kafka_throughput() {
         n / took.as_secs_f64(),
         bytes as f64 / 1e6 / took.as_secs_f64()
     );
+}
+
+/// A broker to benchmark against by hand: a 1-broker mock cluster with topic `logs` (4
+/// partitions; it keeps the last 5 MB of each), serving for `$KAFKA_MOCK_SECS` (600)
+/// seconds; prints its bootstrap address.
+/// `cargo test --release -p plugin-engine --lib kafka_mock_broker -- --ignored --nocapture`
+#[test]
+#[ignore = "a broker for benchmarks, run by hand"]
+fn kafka_mock_broker() {
+    let c = cluster(1);
+    eprintln!("kafka_mock_broker: bootstrap {}", c.bootstrap_servers());
+    let secs = std::env::var("KAFKA_MOCK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    std::thread::sleep(Duration::from_secs(secs));
 }
