@@ -90,6 +90,8 @@ static REGISTRY: &[(&str, Factory)] = &[
     ("flusher_http", Factory::Output(flushers::http::build)),
     ("flusher_otlp", Factory::Output(flushers::otlp::build)),
     ("flusher_syslog", Factory::Output(flushers::syslog::build)),
+    #[cfg(feature = "kafka")]
+    ("flusher_kafka_v2", Factory::Output(flushers::kafka::build)),
 ];
 
 impl Factory {

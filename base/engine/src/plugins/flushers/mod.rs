@@ -3,6 +3,8 @@
 pub mod file;
 pub mod forward;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub(crate) mod net;
 pub mod null;
 pub mod otlp;
