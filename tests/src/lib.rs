@@ -13,6 +13,7 @@
 //! - [`ffi`]: Go's C types, the dlopened libraries and the base symbol table.
 //! - [`file`]: the `input_file` tests: numbered lines, writers, harness runs, counting.
 //! - [`http_sink`]: a fault-injecting HTTP sink for the `flusher_http` tests.
+//! - [`fluent_bit_receiver`]: the real Fluent Bit as a receiver, counted through its file output.
 //! - [`libs`]: the libraries and the harness the tests load, built from the current tree.
 //! - [`base`]: safe wrappers (`&str` / `&[u8]`) over every base export.
 //! - [`callbacks`]: the host callbacks and the configurable send policy.
@@ -32,6 +33,7 @@ pub mod callbacks;
 pub mod engine_log;
 pub mod ffi;
 pub mod file;
+pub mod fluent_bit_receiver;
 pub mod http_sink;
 pub mod libs;
 pub mod loong;

@@ -17,15 +17,17 @@
 //! observed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
     base_detail, parse_harness_logs, parse_numbered, report, stderr_end, test_dir, FileLog,
     HarnessRun, Tally, Writer, CONTENT, STOP,
+};
+use e2e_tests::fluent_bit_receiver::{
+    free_port, records as fb_records, FluentBitReceiver as FluentBit, Receiver,
 };
 use e2e_tests::http_sink::{Behaviour, HttpSink, Request, Script};
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
@@ -167,6 +169,22 @@ fn chunk_of(r: &Request) -> Option<(String, u64)> {
 /// `Timeout` is 10 s: these are successes, not duplicates), closes the connection without an
 /// answer three times, then 200. Every line arrives exactly once; each 429'd chunk is sent
 /// again no sooner than 1 s after the 429; the buffer counts one retry per failed request.
+/// Fluent Bit with its `http` input on 127.0.0.1:`port` writing `<dir>/<file>`.
+fn start_fb(bin: &Path, dir: &Path, label: &str, port: u16, file: &str) -> FluentBit {
+    let input = format!("    Name http\n    Listen 127.0.0.1\n    Port {port}\n");
+    let storage = dir.join("fb-storage");
+    let r = Receiver {
+        label,
+        dir,
+        service: "",
+        input: &input,
+        storage: &storage,
+        file,
+        port,
+    };
+    FluentBit::start(bin, &r)
+}
+
 #[test]
 fn http_sink_faults_lose_nothing() {
     const N: u64 = 20_000;
@@ -509,98 +527,6 @@ fn http_json_and_protobuf_bodies() {
     report("http_json_and_protobuf_bodies", seen.join("; "));
 }
 
-/// A Fluent Bit process with its `http` input on 127.0.0.1:`port` (chunks on the filesystem,
-/// so a SIGKILL loses nothing it accepted) and its `file` output writing `<dir>/<file>`.
-struct FluentBit {
-    child: Child,
-    log: PathBuf,
-}
-
-impl FluentBit {
-    fn start(bin: &Path, dir: &Path, label: &str, port: u16, file: &str) -> FluentBit {
-        let conf = format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    storage.path {}\n    storage.sync normal\n\
-             [INPUT]\n    Name http\n    Listen 127.0.0.1\n    Port {port}\n    storage.type filesystem\n\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {}\n    File {file}\n    Format plain\n    Retry_Limit False\n",
-            dir.join("fb-storage").display(),
-            dir.display()
-        );
-        let conf_path = dir.join(format!("{label}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = dir.join(format!("{label}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let fb = FluentBit { child, log };
-        let listening = wait_until(Duration::from_secs(10), || {
-            fb.log().contains(&format!("listening on 127.0.0.1:{port}"))
-                || TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(
-            listening,
-            "Fluent Bit does not listen on {port}:\n{}",
-            fb.log()
-        );
-        fb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL; returns its log.
-    fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    /// SIGTERM, then waits for the exit; returns its log.
-    fn stop(mut self) -> String {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(20), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.log()
-    }
-}
-
-impl Drop for FluentBit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The records of Fluent Bit's `file` output (`Format plain`: one JSON object per line; a
-/// line cut by a kill is skipped).
-fn fb_records(path: &Path) -> Vec<Value> {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The counts of `tag`'s numbers in `records`.
 fn counts_of(records: &[Value], tag: &str) -> BTreeMap<u64, usize> {
     let mut m = BTreeMap::new();
@@ -626,7 +552,7 @@ fn fluent_bit_http_input_receives_everything() {
     let (dir, logs) = test_dir("http-fluent-bit");
     let port = free_port();
     let (out1, out2) = (dir.path().join("out-1.log"), dir.path().join("out-2.log"));
-    let fb = FluentBit::start(&bin, dir.path(), "fb-1", port, "out-1.log");
+    let fb = start_fb(&bin, dir.path(), "fb-1", port, "out-1.log");
     let config = http_config(
         &logs,
         json!({
@@ -681,7 +607,7 @@ fn fluent_bit_http_input_receives_everything() {
         "half of the lines did not arrive ({at_kill}):\n{log1}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let fb = FluentBit::start(&bin, dir.path(), "fb-2", port, "out-2.log");
+    let fb = start_fb(&bin, dir.path(), "fb-2", port, "out-2.log");
     writer.join().expect("writer");
     let both = || {
         let mut c = counts_of(&fb_records(&out1), "b");

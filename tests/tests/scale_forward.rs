@@ -19,15 +19,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
     base_detail, parse_numbered, report, stderr_end, tail, test_dir, HarnessRun, Writer, CONTENT,
     STOP,
 };
+use e2e_tests::fluent_bit_receiver::{free_port, FluentBitReceiver as FluentBit, Receiver};
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
 
@@ -53,98 +54,6 @@ fn forward_config(logs: &Path, detail: Value) -> String {
 #[derive(Default, Clone)]
 struct Input {
     lines: Vec<String>,
-}
-
-/// A Fluent Bit process with its `forward` input on 127.0.0.1:`port` (chunks on the
-/// filesystem under `<dir>/storage-<store>`, so a SIGKILL loses nothing it acked) and its
-/// `file` output writing `<dir>/<file>`.
-struct FluentBit {
-    child: Child,
-    log: PathBuf,
-}
-
-impl FluentBit {
-    fn start(
-        bin: &Path,
-        dir: &Path,
-        label: &str,
-        store: &str,
-        port: u16,
-        file: &str,
-        input: &Input,
-    ) -> FluentBit {
-        let mut extra = String::new();
-        for l in &input.lines {
-            extra.push_str(&format!("    {l}\n"));
-        }
-        let conf = format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    storage.path {}\n    storage.sync normal\n\
-             [INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {port}\n    storage.type filesystem\n{extra}\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {}\n    File {file}\n    Format plain\n    Retry_Limit False\n",
-            dir.join(format!("storage-{store}")).display(),
-            dir.display()
-        );
-        let conf_path = dir.join(format!("{label}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = dir.join(format!("{label}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let fb = FluentBit { child, log };
-        let listening = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(
-            listening,
-            "Fluent Bit does not listen on {port}:\n{}",
-            fb.log()
-        );
-        fb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL; returns its log.
-    fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    /// SIGTERM, then waits for the exit; returns its log.
-    fn stop(mut self) -> String {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(20), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.log()
-    }
-}
-
-impl Drop for FluentBit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn read(path: &Path) -> String {
@@ -240,6 +149,34 @@ fn exactly_once(
 /// 50,000 lines (or `E2E_FORWARD_LINES`) in each mode, one Fluent Bit, one output file per mode; every line exactly
 /// once. Reports lines / s from the write to the last line in Fluent Bit's file (it
 /// flushes every 200 ms; the build profile of the test is the libraries').
+/// Fluent Bit with its `forward` input on 127.0.0.1:`port` (chunks under
+/// `<dir>/storage-<store>`, the same after a restart) writing `<dir>/<file>`.
+fn start_fb(
+    bin: &Path,
+    dir: &Path,
+    label: &str,
+    store: &str,
+    port: u16,
+    file: &str,
+    input: &Input,
+) -> FluentBit {
+    let mut lines = format!("    Name forward\n    Listen 127.0.0.1\n    Port {port}\n");
+    for l in &input.lines {
+        lines.push_str(&format!("    {l}\n"));
+    }
+    let storage = dir.join(format!("storage-{store}"));
+    let r = Receiver {
+        label,
+        dir,
+        service: "",
+        input: &lines,
+        storage: &storage,
+        file,
+        port,
+    };
+    FluentBit::start(bin, &r)
+}
+
 #[test]
 fn each_send_mode_delivers_every_line_once() {
     let Some(bin) = fluent_bit_or_skip() else {
@@ -254,7 +191,7 @@ fn each_send_mode_delivers_every_line_once() {
     for mode in ["Forward", "PackedForward", "CompressedPackedForward"] {
         let (dir, logs) = test_dir("forward-modes");
         let port = free_port();
-        let fb = FluentBit::start(
+        let fb = start_fb(
             &bin,
             dir.path(),
             "fb",
@@ -294,7 +231,7 @@ fn acks_with_a_shared_key_and_a_user_deliver_every_line_once() {
             "security.users alice pw1".into(),
         ],
     };
-    let fb = FluentBit::start(&bin, dir.path(), "fb", "fb", port, "out.log", &input);
+    let fb = start_fb(&bin, dir.path(), "fb", "fb", port, "out.log", &input);
     let out = dir.path().join("out.log");
     let detail = |key: &str| {
         json!({
@@ -386,7 +323,7 @@ fn tls_delivers_every_line_once() {
             format!("tls.key_file {}", pem("server.key")),
         ],
     };
-    let fb = FluentBit::start(&bin, dir.path(), "fb", "fb", port, "out.log", &input);
+    let fb = start_fb(&bin, dir.path(), "fb", "fb", port, "out.log", &input);
     let detail = json!({
         "Host": "127.0.0.1", "Port": port, "Tag": TAG,
         "TLS": {"Enabled": true, "CAFile": pem("ca.pem"), "ServerName": "localhost"},
@@ -415,8 +352,8 @@ fn fail_over_between_two_fluent_bits_loses_nothing() {
     let (dir, logs) = test_dir("forward-failover");
     let (p1, p2) = (free_port(), free_port());
     let d = dir.path();
-    let fb1 = FluentBit::start(&bin, d, "fb1", "fb1", p1, "out-1.log", &Input::default());
-    let fb2 = FluentBit::start(&bin, d, "fb2", "fb2", p2, "out-2.log", &Input::default());
+    let fb1 = start_fb(&bin, d, "fb1", "fb1", p1, "out-1.log", &Input::default());
+    let fb2 = start_fb(&bin, d, "fb2", "fb2", p2, "out-2.log", &Input::default());
     let outs = [
         d.join("out-1.log"),
         d.join("out-1b.log"),
@@ -452,7 +389,7 @@ fn fail_over_between_two_fluent_bits_loses_nothing() {
         tail(&log1, 20)
     );
     std::thread::sleep(Duration::from_secs(2));
-    let fb1 = FluentBit::start(&bin, d, "fb1b", "fb1", p1, "out-1b.log", &Input::default());
+    let fb1 = start_fb(&bin, d, "fb1b", "fb1", p1, "out-1b.log", &Input::default());
     writer.join().expect("writer");
     let complete = wait_until(WAIT, || counts(&all(), "f").len() >= N as usize);
     std::thread::sleep(Duration::from_secs(1));

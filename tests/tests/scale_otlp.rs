@@ -14,15 +14,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
     base_detail, parse_harness_logs, parse_numbered, report, stderr_end, test_dir, HarnessRun,
     Writer, STOP,
 };
+use e2e_tests::fluent_bit_receiver::{free_port, FluentBitReceiver as FluentBit, Receiver};
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
 
@@ -78,80 +79,6 @@ fn buffer_stats(run: &HarnessRun, config: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
-/// A Fluent Bit process with its `opentelemetry` input on 127.0.0.1:`port` (chunks on the
-/// filesystem, so a SIGKILL loses nothing it accepted) and its `file` output writing
-/// `<dir>/<file>`.
-struct FluentBit {
-    child: Child,
-    log: PathBuf,
-}
-
-impl FluentBit {
-    fn start(bin: &Path, dir: &Path, label: &str, port: u16, file: &str) -> FluentBit {
-        let conf = format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    storage.path {}\n    storage.sync normal\n\
-             [INPUT]\n    Name opentelemetry\n    Listen 127.0.0.1\n    Port {port}\n    storage.type filesystem\n\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {}\n    File {file}\n    Format plain\n    Retry_Limit False\n",
-            dir.join("fb-storage").display(),
-            dir.display()
-        );
-        let conf_path = dir.join(format!("{label}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = dir.join(format!("{label}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let fb = FluentBit { child, log };
-        let listening = wait_until(Duration::from_secs(10), || {
-            fb.log().contains(&format!("listening on 127.0.0.1:{port}"))
-                || TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(
-            listening,
-            "Fluent Bit does not listen on {port}:\n{}",
-            fb.log()
-        );
-        fb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL; returns its log.
-    fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    /// SIGTERM, then waits for the exit; returns its log.
-    fn stop(mut self) -> String {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(20), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.log()
-    }
-}
-
-impl Drop for FluentBit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The counts of `tag`'s numbers in the records of Fluent Bit's `file` output (`Format
 /// plain`: one JSON object per line, the OTLP string body under `log`; a line cut by a kill
 /// is skipped).
@@ -181,13 +108,6 @@ fn counts_in(paths: &[&Path], tag: &str) -> BTreeMap<u64, usize> {
     m
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// 50,000 lines (or `E2E_OTLP_LINES`) written as fast as possible once the harness runs →
 /// `protocol` → one Fluent Bit: exactly that many records, each line once; reports how long
 /// they took.
@@ -203,7 +123,7 @@ fn exactly_once(protocol: &str) {
     let (dir, logs) = test_dir(&format!("otlp-{protocol}"));
     let port = free_port();
     let out = dir.path().join("out.log");
-    let fb = FluentBit::start(&bin, dir.path(), "fb", port, "out.log");
+    let fb = start_fb(&bin, dir.path(), "fb", port, "out.log");
     let config = otlp_config(&logs, otlp_detail(protocol, port, json!({})));
     let name = format!("otlp_{protocol}");
     let mut run = HarnessRun::start_in(dir.path(), &name, &config, &STATS);
@@ -258,7 +178,7 @@ fn kill_and_restart(protocol: &str) {
     let (dir, logs) = test_dir(&format!("otlp-kill-{protocol}"));
     let port = free_port();
     let (out1, out2) = (dir.path().join("out-1.log"), dir.path().join("out-2.log"));
-    let fb = FluentBit::start(&bin, dir.path(), "fb-1", port, "out-1.log");
+    let fb = start_fb(&bin, dir.path(), "fb-1", port, "out-1.log");
     // Small chunks often: requests are in flight (and records in Fluent Bit's buffer, not yet
     // in its file) when the kill comes.
     let buffer = json!({"ChunkLimitSize": 16 * 1024, "FlushIntervalMs": 100, "RetryWaitMs": 100,
@@ -285,7 +205,7 @@ fn kill_and_restart(protocol: &str) {
         stderr_end("harness stderr", &run.stderr())
     );
     std::thread::sleep(Duration::from_secs(2));
-    let fb = FluentBit::start(&bin, dir.path(), "fb-2", port, "out-2.log");
+    let fb = start_fb(&bin, dir.path(), "fb-2", port, "out-2.log");
     writer.join().expect("writer");
     let complete = wait_until(WAIT, || counts_in(&[&out1, &out2], "b").len() >= N as usize);
     std::thread::sleep(Duration::from_millis(800));
@@ -321,6 +241,22 @@ fn kill_and_restart(protocol: &str) {
             log2.matches("flush backlog chunk").count()
         ),
     );
+}
+
+/// Fluent Bit with its `opentelemetry` input on 127.0.0.1:`port` writing `<dir>/<file>`.
+fn start_fb(bin: &Path, dir: &Path, label: &str, port: u16, file: &str) -> FluentBit {
+    let input = format!("    Name opentelemetry\n    Listen 127.0.0.1\n    Port {port}\n");
+    let storage = dir.join("fb-storage");
+    let r = Receiver {
+        label,
+        dir,
+        service: "",
+        input: &input,
+        storage: &storage,
+        file,
+        port,
+    };
+    FluentBit::start(bin, &r)
 }
 
 #[test]

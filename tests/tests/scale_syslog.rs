@@ -19,15 +19,17 @@
 //! prints what it observed, with a rough rate into Fluent Bit.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
     base_detail, parse_harness_logs, parse_numbered, report, stderr_end, tail, test_dir,
     HarnessRun, Writer, STOP,
+};
+use e2e_tests::fluent_bit_receiver::{
+    free_port, records as fb_records, FluentBitReceiver as FluentBit, Receiver,
 };
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
@@ -68,111 +70,6 @@ fn syslog_config(logs: &Path, mut detail: Value) -> String {
         "flushers": [{"type": "flusher_syslog", "detail": detail}],
     })
     .to_string()
-}
-
-/// A Fluent Bit process with one input section (chunks on the filesystem, so a SIGKILL
-/// loses nothing it stored) and its `file` output writing `<dir>/<file>`.
-struct FluentBit {
-    child: Child,
-    log: PathBuf,
-}
-
-impl FluentBit {
-    fn start(bin: &Path, dir: &Path, label: &str, input: &str, file: &str) -> FluentBit {
-        let parsers = dir.join("parsers.conf");
-        std::fs::write(&parsers, PARSERS).unwrap();
-        let conf = format!(
-            "[SERVICE]\n    Flush 0.2\n    Grace 1\n    Log_Level info\n    Parsers_File {}\n    storage.path {}\n    storage.sync normal\n\
-             [INPUT]\n{input}    storage.type filesystem\n\
-             [OUTPUT]\n    Name file\n    Match *\n    Path {}\n    File {file}\n    Format plain\n    Retry_Limit False\n",
-            parsers.display(),
-            dir.join("fb-storage").display(),
-            dir.display()
-        );
-        let conf_path = dir.join(format!("{label}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = dir.join(format!("{label}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let fb = FluentBit { child, log };
-        let udp = input.contains("Mode udp");
-        let port = input
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Port "))
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .expect("a Port line");
-        let listening = wait_until(Duration::from_secs(10), || {
-            if udp {
-                // Bound when our bind of the same port fails.
-                UdpSocket::bind(("127.0.0.1", port)).is_err()
-            } else {
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-            }
-        });
-        assert!(
-            listening,
-            "Fluent Bit does not listen on {port}:\n{}",
-            fb.log()
-        );
-        fb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL; returns its log.
-    fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    /// SIGTERM, then waits for the exit; returns its log.
-    fn stop(mut self) -> String {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(20), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.log()
-    }
-}
-
-impl Drop for FluentBit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The records of Fluent Bit's `file` output (`Format plain`: one JSON object per line; a
-/// line cut by a kill is skipped).
-fn fb_records(path: &Path) -> Vec<Value> {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The numbered line in `text`: the first word `<letters>-<7 digits>`.
@@ -290,6 +187,30 @@ fn syslog_input(port: u16, mode: &str, parser: &str, extra: &str) -> String {
 /// SIGKILL once half of them arrived and started again on the same port 2 s later: across
 /// both output files every line arrived at least once (what was in flight at the kill may be
 /// sent again: duplicates are counted and reported).
+/// Fluent Bit with the `[INPUT]` lines `input` (its `Port` line names the port) and the
+/// syslog parsers, writing `<dir>/<file>`.
+fn start_fb(bin: &Path, dir: &Path, label: &str, input: &str, file: &str) -> FluentBit {
+    let parsers = dir.join("parsers.conf");
+    std::fs::write(&parsers, PARSERS).unwrap();
+    let service = format!("    Parsers_File {}\n", parsers.display());
+    let port = input
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Port "))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .expect("a Port line");
+    let storage = dir.join("fb-storage");
+    let r = Receiver {
+        label,
+        dir,
+        service: &service,
+        input,
+        storage: &storage,
+        file,
+        port,
+    };
+    FluentBit::start(bin, &r)
+}
+
 #[test]
 fn syslog_tcp_into_fluent_bit_exactly_once_and_across_a_kill() {
     let Some(bin) = fluent_bit_or_skip() else {
@@ -300,7 +221,7 @@ fn syslog_tcp_into_fluent_bit_exactly_once_and_across_a_kill() {
     let port = free_port();
     let (out1, out2) = (dir.path().join("out-1.log"), dir.path().join("out-2.log"));
     let input = syslog_input(port, "tcp", "syslog-rfc5424", "    Format octet_counting\n");
-    let fb = FluentBit::start(&bin, dir.path(), "fb-1", &input, "out-1.log");
+    let fb = start_fb(&bin, dir.path(), "fb-1", &input, "out-1.log");
     let config = syslog_config(&logs, flusher(port, json!({"Mode": "tcp"})));
     let run = HarnessRun::start_in(dir.path(), "syslog_tcp", &config, &STATS);
     let (a, took) = deliver(&logs, &out1, "a", N);
@@ -333,7 +254,7 @@ fn syslog_tcp_into_fluent_bit_exactly_once_and_across_a_kill() {
         "half of the lines did not arrive ({at_kill}):\n{log1}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let fb = FluentBit::start(&bin, dir.path(), "fb-2", &input, "out-2.log");
+    let fb = start_fb(&bin, dir.path(), "fb-2", &input, "out-2.log");
     writer.join().expect("writer");
     let both = || {
         let mut c = counts_of(&fb_records(&out1), "b");
@@ -431,7 +352,7 @@ fn syslog_tls_into_fluent_bit_exactly_once() {
         cert.display(),
         key.display()
     );
-    let fb = FluentBit::start(
+    let fb = start_fb(
         &bin,
         dir.path(),
         "fb",
@@ -496,7 +417,7 @@ fn syslog_newline_framing_into_fluent_bit_syslog_and_tcp_inputs() {
         let (dir, logs) = test_dir("syslog-newline");
         let port = free_port();
         let out = dir.path().join("out.log");
-        let fb = FluentBit::start(&bin, dir.path(), "fb", &input_of(port), "out.log");
+        let fb = start_fb(&bin, dir.path(), "fb", &input_of(port), "out.log");
         let config = syslog_config(&logs, flusher(port, extra));
         let run = HarnessRun::start_in(dir.path(), "syslog_newline", &config, &STATS);
         let (a, took) = deliver(&logs, &out, "n", N);
@@ -541,7 +462,7 @@ fn syslog_udp_into_fluent_bit() {
         "syslog-rfc5424",
         "    receive_buffer_size 4M\n",
     );
-    let fb = FluentBit::start(&bin, dir.path(), "fb", &input, "out.log");
+    let fb = start_fb(&bin, dir.path(), "fb", &input, "out.log");
     let config = syslog_config(&logs, flusher(port, json!({"Mode": "udp"})));
     let run = HarnessRun::start_in(dir.path(), "syslog_udp", &config, &STATS);
     let t0 = Instant::now();
