@@ -633,45 +633,9 @@ fn duration(field: &str, v: Option<&Value>, default: Duration) -> Result<Duratio
             Some(ns) => Ok(Duration::from_nanos(ns)),
             None => Err(bad(format!("{n} is not nanoseconds (Go's time.Duration)"))),
         },
-        Some(Value::String(s)) => go_duration(s).map_err(bad),
+        Some(Value::String(s)) => super::super::http::go_duration(s).map_err(bad),
         Some(other) => Err(bad(format!(
             "expected a duration such as \"30s\", got {other}"
         ))),
     }
-}
-
-/// Parses Go's duration text: `1h2m3.5s`, `300ms`, `0`.
-fn go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (like \"30s\", \"1m30s\", \"500ms\")");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut nanos = 0f64;
-    while !rest.is_empty() {
-        let num = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (n, tail) = rest.split_at(num);
-        let unit = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (u, tail) = tail.split_at(unit);
-        let n: f64 = n.parse().map_err(|_| bad())?;
-        let scale = match u {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        nanos += n * scale;
-        rest = tail;
-    }
-    Ok(Duration::from_nanos(nanos as u64))
 }
