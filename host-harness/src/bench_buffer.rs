@@ -102,6 +102,27 @@ pub fn generate_records<W: Write>(out: W, records: u64) -> io::Result<u64> {
     Ok(bytes)
 }
 
+/// The data file of `records` records (made or reused), canonical and read once so it is in
+/// the page cache; `None` (said on stderr) when it cannot be written or read.
+pub fn warm_data(records: u64) -> Option<DataFile> {
+    let path = data_path(records);
+    let data = match prepare(&path, records) {
+        Ok(d) => DataFile {
+            path: std::fs::canonicalize(&d.path).unwrap_or(d.path),
+            ..d
+        },
+        Err(e) => {
+            eprintln!("harness: error: cannot write {}: {e}", path.display());
+            return None;
+        }
+    };
+    if let Err(e) = warm_page_cache(&data.path) {
+        eprintln!("harness: error: cannot read {}: {e}", data.path.display());
+        return None;
+    }
+    Some(data)
+}
+
 /// Reuses the file at `path` when its sidecar says it holds `records` lines of this generator
 /// and it has the recorded size, else generates it (under another name, renamed when
 /// complete, the sidecar written last).
@@ -1124,21 +1145,9 @@ fn run_one(o: &BenchOpts) -> i32 {
         buf,
         outage_secs: if sink == Sink::Http { o.outage_secs } else { 0 },
     };
-    let path = data_path(o.records);
-    let data = match prepare(&path, o.records) {
-        Ok(d) => DataFile {
-            path: std::fs::canonicalize(&d.path).unwrap_or(d.path),
-            ..d
-        },
-        Err(e) => {
-            eprintln!("harness: error: cannot write {}: {e}", path.display());
-            return 1;
-        }
-    };
-    if let Err(e) = warm_page_cache(&data.path) {
-        eprintln!("harness: error: cannot read {}: {e}", data.path.display());
+    let Some(data) = warm_data(o.records) else {
         return 1;
-    }
+    };
     let (figures, code) = run_case(o, case, &data);
     println!("{figures}");
     code

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::bench_buffer::{data_path, prepare};
-use crate::bench_file::{file_config, fluent_bit_path, mib, round, warm_page_cache, DataFile};
+use crate::bench_buffer::warm_data;
+use crate::bench_file::{file_config, fluent_bit_path, mib, round, DataFile};
 use crate::cli::{BenchOpts, ScaleProtocol};
 
 /// How often the receiver's count is read.
@@ -494,21 +494,9 @@ pub fn run(o: BenchOpts) -> i32 {
         );
         return 2;
     }
-    let path = data_path(o.records);
-    let data = match prepare(&path, o.records) {
-        Ok(d) => DataFile {
-            path: std::fs::canonicalize(&d.path).unwrap_or(d.path),
-            ..d
-        },
-        Err(e) => {
-            eprintln!("harness: error: cannot write {}: {e}", path.display());
-            return 1;
-        }
-    };
-    if let Err(e) = warm_page_cache(&data.path) {
-        eprintln!("harness: error: cannot read {}: {e}", data.path.display());
+    let Some(data) = warm_data(o.records) else {
         return 1;
-    }
+    };
     let dir: PathBuf = o.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("host-harness-scale-{}", std::process::id()))
     });
