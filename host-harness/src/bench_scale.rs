@@ -32,6 +32,10 @@ const SETTLE: Duration = Duration::from_millis(1500);
 /// How long a receiver may take to open its ports.
 const STARTUP: Duration = Duration::from_secs(10);
 
+/// The topic of the Kafka case (4 partitions on one mock broker).
+const KAFKA_TOPIC: &str = "bench";
+const KAFKA_PARTITIONS: i32 = 4;
+
 /// The syslog parser the receiver's `syslog` input uses (Fluent Bit's stock definition).
 const PARSERS: &str = "[PARSER]
     Name        syslog-rfc5424
@@ -50,6 +54,7 @@ enum Proto {
     Syslog,
     OtlpHttp,
     OtlpGrpc,
+    Kafka,
 }
 
 impl Proto {
@@ -60,6 +65,7 @@ impl Proto {
             Proto::Syslog => "syslog tcp rfc5424",
             Proto::OtlpHttp => "otlp http/protobuf",
             Proto::OtlpGrpc => "otlp grpc",
+            Proto::Kafka => "kafka (mock cluster)",
         }
     }
 
@@ -70,6 +76,7 @@ impl Proto {
             Proto::Syslog => "syslog",
             Proto::OtlpHttp => "otlp-http",
             Proto::OtlpGrpc => "otlp-grpc",
+            Proto::Kafka => "kafka",
         }
     }
 
@@ -81,6 +88,8 @@ impl Proto {
                 .map(String::from)
                 .to_vec(),
             Proto::OtlpHttp | Proto::OtlpGrpc => vec!["opentelemetry".to_string()],
+            // Not Fluent Bit: `host-harness bench-kafka-broker`.
+            Proto::Kafka => vec!["kafka".to_string()],
         };
         a.push("listen=127.0.0.1".into());
         a.push(format!("port={port}"));
@@ -129,15 +138,28 @@ impl Proto {
                     "Endpoint": format!("http://127.0.0.1:{port}"),
                 },
             }),
+            Proto::Kafka => json!({
+                "type": "flusher_kafka_v2",
+                "detail": {
+                    "Brokers": [format!("127.0.0.1:{port}")],
+                    "Topic": KAFKA_TOPIC,
+                    "RequiredACKs": 1,
+                    "Compression": "none",
+                },
+            }),
         }
     }
 
     /// Why Fluent Bit's own output is not run for this protocol.
     fn fluent_bit_skipped(self) -> Option<&'static str> {
-        (self == Proto::OtlpGrpc).then_some(
-            "not run: Fluent Bit 5.1.1's opentelemetry output with grpc on stalls into its own \
-             input (1,000 of 10,000 records delivered here)",
-        )
+        match self {
+            Proto::OtlpGrpc => Some(
+                "not run: Fluent Bit 5.1.1's opentelemetry output with grpc on stalls into its \
+                 own input (1,000 of 10,000 records delivered here)",
+            ),
+            Proto::Kafka => Some("not run: this Fluent Bit is built without its kafka output"),
+            _ => None,
+        }
     }
 
     /// Fluent Bit's output to a receiver on `port`: `-o` and its properties.
@@ -163,6 +185,7 @@ impl Proto {
                     .map(String::from)
                     .to_vec()
             }
+            Proto::Kafka => vec!["kafka".into(), format!("topics={KAFKA_TOPIC}")],
         };
         a.push("host=127.0.0.1".into());
         a.push(format!("port={port}"));
@@ -175,12 +198,14 @@ fn protocols(p: ScaleProtocol) -> Vec<Proto> {
         ScaleProtocol::Forward => vec![Proto::Forward, Proto::ForwardAck],
         ScaleProtocol::Syslog => vec![Proto::Syslog],
         ScaleProtocol::Otlp => vec![Proto::OtlpHttp, Proto::OtlpGrpc],
+        ScaleProtocol::Kafka => vec![Proto::Kafka],
         ScaleProtocol::All => vec![
             Proto::Forward,
             Proto::ForwardAck,
             Proto::Syslog,
             Proto::OtlpHttp,
             Proto::OtlpGrpc,
+            Proto::Kafka,
         ],
     }
 }
@@ -262,6 +287,9 @@ struct Receiver {
 
 impl Receiver {
     fn start(fb: &Path, proto: Proto, dir: &Path) -> Result<Receiver, String> {
+        if proto == Proto::Kafka {
+            return Receiver::kafka(dir);
+        }
         let port = free_port().map_err(|e| e.to_string())?;
         let metrics_port = free_port().map_err(|e| e.to_string())?;
         let parsers = dir.join("parsers.conf");
@@ -309,6 +337,41 @@ impl Receiver {
                 return Err("the receiver did not open its ports".into());
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `host-harness bench-kafka-broker`: a mock cluster, its record count served as Fluent
+    /// Bit's metrics are.
+    fn kafka(dir: &Path) -> Result<Receiver, String> {
+        let log =
+            std::fs::File::create(dir.join("receiver-kafka.log")).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("bench-kafka-broker")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start the mock broker: {e}"))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = io::BufRead::read_line(&mut io::BufReader::new(out), &mut line);
+        }
+        let kid = Kid(child);
+        // "bootstrap 127.0.0.1:PORT metrics PORT"
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let port = w
+            .get(1)
+            .and_then(|b| b.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
+        let metrics_port = w.get(3).and_then(|p| p.parse().ok());
+        match (port, metrics_port) {
+            (Some(port), Some(metrics_port)) => Ok(Receiver {
+                kid,
+                port,
+                metrics_port,
+            }),
+            _ => Err(format!("the mock broker said {line:?} (see its log)")),
         }
     }
 
@@ -616,6 +679,75 @@ fn print_table(results: &[Value]) {
         }
     }
     println!("ratio: our MB per CPU-second / Fluent Bit's, same data, same receiver, same run");
+}
+
+/// `host-harness bench-kafka-broker`: librdkafka's mock cluster (one broker, topic
+/// [`KAFKA_TOPIC`]) until killed. Prints `bootstrap <host:port> metrics <port>`, then answers
+/// every request on the metrics port with the topic's message count (the sum of its
+/// partitions' high watermarks: every message appended, duplicates included) in Fluent Bit's
+/// metrics shape.
+pub fn kafka_broker_main() -> i32 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    let cluster = match MockCluster::new(1) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harness: error: the mock cluster: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = cluster.create_topic(KAFKA_TOPIC, KAFKA_PARTITIONS, 1) {
+        eprintln!("harness: error: creating topic {KAFKA_TOPIC}: {e}");
+        return 1;
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harness: error: a client of the mock cluster: {e}");
+            return 1;
+        }
+    };
+    let listener = match TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("harness: error: {e}");
+            return 1;
+        }
+    };
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    println!("bootstrap {bootstrap} metrics {port}");
+    let _ = io::stdout().flush();
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let records: i64 = (0..KAFKA_PARTITIONS)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(KAFKA_TOPIC, p, Duration::from_secs(2))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum();
+        let body = json!({"input": {"kafka.0": {"records": records}}}).to_string();
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    0
 }
 
 #[cfg(test)]

@@ -135,8 +135,10 @@ Scaling out (--scale-out):
     opentelemetry, in a child). Each sender's CPU (user + system, /proc/<pid>/stat) and peak
     RSS are read when the receiver has counted every record; records/s and MB/s are over
     the sender's wall time from its start. Protocols: forward without and with
-    require_ack_response, syslog rfc5424 over tcp, OTLP over HTTP/protobuf and gRPC. Fluent
-    Bit: --fluent-bit PATH, $FLUENT_BIT_BIN, else ../shared/tools/fluent-bit/bin/fluent-bit.
+    require_ack_response, syslog rfc5424 over tcp, OTLP over HTTP/protobuf and gRPC, and
+    flusher_kafka_v2 into librdkafka's mock cluster (a child; records counted by the topic's
+    high watermarks; no Fluent Bit side: its kafka output is not built in). Fluent Bit:
+    --fluent-bit PATH, $FLUENT_BIT_BIN, else ../shared/tools/fluent-bit/bin/fluent-bit.
 
 Examples (build with `cargo build --release` first):
     target/release/host-harness bench --scenario raw --events 2000000
@@ -282,6 +284,9 @@ pub enum Command {
     /// counter of the lines of a file, controlled on stdin
     #[command(hide = true)]
     BenchSink(BenchSinkOpts),
+    /// `bench --scale-out`'s Kafka receiver, run as a child: librdkafka's mock cluster
+    #[command(hide = true)]
+    BenchKafkaBroker,
     /// a Fluent Bit-style proxy host: load an external (Go-proxy ABI) plugin .so and drive it
     #[command(long_about = FB_LONG_ABOUT, subcommand_required = true, arg_required_else_help = true)]
     FluentBit(FbCommand),
@@ -677,6 +682,8 @@ pub enum ScaleProtocol {
     Syslog,
     /// flusher_otlp / out_opentelemetry, HTTP/protobuf and gRPC
     Otlp,
+    /// flusher_kafka_v2 into librdkafka's mock cluster (ours only)
+    Kafka,
     /// all of them, one after the other
     #[default]
     All,
@@ -1027,7 +1034,7 @@ where
                 return Err(out.error(ErrorKind::ArgumentConflict, msg));
             }
         }
-        Command::FluentBit(_) | Command::BenchSink(_) => {}
+        Command::FluentBit(_) | Command::BenchSink(_) | Command::BenchKafkaBroker => {}
         Command::Footprint(o) => {
             o.lib_dir = cli.lib_dir;
             if o.rate == 0 && o.input == FootprintInput::Mock {

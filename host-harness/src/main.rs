@@ -32,6 +32,7 @@ fn main() {
         Ok(Command::Bench(o)) if o.scale_out => bench_scale::run(o),
         Ok(Command::Bench(o)) => bench::run(o),
         Ok(Command::BenchSink(o)) => bench_buffer::sink_main(o),
+        Ok(Command::BenchKafkaBroker) => bench_scale::kafka_broker_main(),
         Ok(Command::Footprint(o)) => footprint::run(o),
         Ok(Command::FluentBit(o)) => fluentbit::run(o),
         // Help and version on stdout (exit code 0), usage errors on stderr (exit code 2).
