@@ -135,6 +135,26 @@ impl FileLog {
     }
 }
 
+/// The last statistics in harness stdout of the buffer of `config`'s flusher whose instance
+/// name starts with `flusher` (`flusher_http` → `flusher_http/0/buffer`): counter → value.
+pub fn buffer_stats(stdout: &str, config: &str, flusher: &str) -> Option<BTreeMap<String, u64>> {
+    parse_harness_logs(stdout, "shennong_log_profile")
+        .into_iter()
+        .rev()
+        .find(|l| {
+            l.contents.get("config").map(String::as_str) == Some(config)
+                && l.contents
+                    .get("plugin")
+                    .is_some_and(|p| p.starts_with(flusher) && p.ends_with("/buffer"))
+        })
+        .map(|l| {
+            l.contents
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+                .collect()
+        })
+}
+
 /// Logs of `config` in harness stdout (one JSON group per line; a cut last line is skipped).
 pub fn parse_harness_logs(stdout: &str, config: &str) -> Vec<FileLog> {
     let mut out = Vec::new();

@@ -135,3 +135,42 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1 (signed by it), as PEM files in
+/// `dir`: returns the paths of the CA, the certificate and its key (`ca.pem`, `server.pem`,
+/// `server.key`).
+///
+/// # Panics
+/// When the certificates cannot be made or written.
+pub fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "e2e test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().expect("a server key");
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("the server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write ca.pem");
+    std::fs::write(&paths.1, cert.pem()).expect("write server.pem");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write server.key");
+    paths
+}

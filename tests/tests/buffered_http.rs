@@ -23,8 +23,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
-    base_detail, parse_harness_logs, parse_numbered, report, stderr_end, test_dir, FileLog,
-    HarnessRun, Tally, Writer, CONTENT, STOP,
+    base_detail, parse_numbered, report, stderr_end, test_dir, FileLog, HarnessRun, Tally, Writer,
+    CONTENT, STOP,
 };
 use e2e_tests::fluent_bit_receiver::{
     free_port, records as fb_records, FluentBitReceiver as FluentBit, Receiver,
@@ -91,21 +91,7 @@ fn key_of(v: &Value) -> Option<(String, u64)> {
 
 /// The last statistics of the buffer of `config`'s `flusher_http` (counter name → value).
 fn buffer_stats(run: &HarnessRun, config: &str) -> Option<BTreeMap<String, u64>> {
-    parse_harness_logs(&run.stdout(), "shennong_log_profile")
-        .into_iter()
-        .rev()
-        .find(|l| {
-            l.contents.get("config").map(String::as_str) == Some(config)
-                && l.contents
-                    .get("plugin")
-                    .is_some_and(|p| p.starts_with("flusher_http") && p.ends_with("/buffer"))
-        })
-        .map(|l| {
-            l.contents
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
-                .collect()
-        })
+    e2e_tests::file::buffer_stats(&run.stdout(), config, "flusher_http")
 }
 
 /// Waits until the buffer's statistics show `events_out + dropped >= n`; returns the last.

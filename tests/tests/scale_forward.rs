@@ -28,7 +28,9 @@ use e2e_tests::file::{
     base_detail, parse_numbered, report, stderr_end, tail, test_dir, HarnessRun, Writer, CONTENT,
     STOP,
 };
-use e2e_tests::fluent_bit_receiver::{free_port, FluentBitReceiver as FluentBit, Receiver};
+use e2e_tests::fluent_bit_receiver::{
+    free_port, make_pki, FluentBitReceiver as FluentBit, Receiver,
+};
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
 
@@ -276,33 +278,6 @@ fn acks_with_a_shared_key_and_a_user_deliver_every_line_once() {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 / localhost, made with rcgen, as PEM files
-/// in `dir`: `ca.pem`, `server.pem`, `server.key`.
-fn make_pki(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "flusher_forward e2e CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().unwrap();
-    let server = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-}
-
 /// Fluent Bit's forward input over TLS with a certificate of a CA made here; ours checks it
 /// with `TLS.CAFile` and acks: every line exactly once.
 #[test]
@@ -312,7 +287,7 @@ fn tls_delivers_every_line_once() {
     };
     const N: u64 = 20_000;
     let (dir, logs) = test_dir("forward-tls");
-    make_pki(dir.path());
+    let _ = make_pki(dir.path());
     let pem = |f: &str| dir.path().join(f).display().to_string();
     let port = free_port();
     let input = Input {

@@ -180,24 +180,9 @@ impl Drop for Consumed {
     }
 }
 
-/// The last statistics of the buffer of `config`'s flusher (counter name → value).
+/// The last statistics of the buffer of `config`'s `flusher_kafka_v2` (counter name → value).
 fn buffer_stats(run: &HarnessRun, config: &str) -> BTreeMap<String, u64> {
-    e2e_tests::file::parse_harness_logs(&run.stdout(), "shennong_log_profile")
-        .into_iter()
-        .rev()
-        .find(|l| {
-            l.contents.get("config").map(String::as_str) == Some(config)
-                && l.contents
-                    .get("plugin")
-                    .is_some_and(|p| p.starts_with("flusher_kafka_v2") && p.ends_with("/buffer"))
-        })
-        .map(|l| {
-            l.contents
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+    e2e_tests::file::buffer_stats(&run.stdout(), config, "flusher_kafka_v2").unwrap_or_default()
 }
 
 fn duplicates(t: &Tally) -> usize {

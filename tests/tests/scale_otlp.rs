@@ -20,8 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
-    base_detail, parse_harness_logs, parse_numbered, report, stderr_end, test_dir, HarnessRun,
-    Writer, STOP,
+    base_detail, parse_numbered, report, stderr_end, test_dir, HarnessRun, Writer, STOP,
 };
 use e2e_tests::fluent_bit_receiver::{free_port, FluentBitReceiver as FluentBit, Receiver};
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
@@ -61,22 +60,7 @@ fn otlp_detail(protocol: &str, port: u16, buffer: Value) -> Value {
 
 /// The last statistics of the buffer of `config`'s `flusher_otlp` (counter name → value).
 fn buffer_stats(run: &HarnessRun, config: &str) -> BTreeMap<String, u64> {
-    parse_harness_logs(&run.stdout(), "shennong_log_profile")
-        .into_iter()
-        .rev()
-        .find(|l| {
-            l.contents.get("config").map(String::as_str) == Some(config)
-                && l.contents
-                    .get("plugin")
-                    .is_some_and(|p| p.starts_with("flusher_otlp") && p.ends_with("/buffer"))
-        })
-        .map(|l| {
-            l.contents
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+    e2e_tests::file::buffer_stats(&run.stdout(), config, "flusher_otlp").unwrap_or_default()
 }
 
 /// The counts of `tag`'s numbers in the records of Fluent Bit's `file` output (`Format

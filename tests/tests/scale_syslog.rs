@@ -20,16 +20,15 @@
 
 use std::collections::BTreeMap;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use std::time::{Duration, Instant};
 
 use e2e_tests::file::{
-    base_detail, parse_harness_logs, parse_numbered, report, stderr_end, tail, test_dir,
-    HarnessRun, Writer, STOP,
+    base_detail, parse_numbered, report, stderr_end, tail, test_dir, HarnessRun, Writer, STOP,
 };
 use e2e_tests::fluent_bit_receiver::{
-    free_port, records as fb_records, FluentBitReceiver as FluentBit, Receiver,
+    free_port, make_pki, records as fb_records, FluentBitReceiver as FluentBit, Receiver,
 };
 use e2e_tests::util::{fluent_bit_or_skip, wait_until};
 use serde_json::{json, Value};
@@ -99,24 +98,9 @@ fn counts_of(records: &[Value], tag: &str) -> BTreeMap<u64, usize> {
     m
 }
 
-/// The last statistics of the buffer of `config`'s `flusher_syslog` (counter → value).
+/// The last statistics of the buffer of `config`'s `flusher_syslog` (counter name → value).
 fn buffer_stats(run: &HarnessRun, config: &str) -> BTreeMap<String, u64> {
-    parse_harness_logs(&run.stdout(), "shennong_log_profile")
-        .into_iter()
-        .rev()
-        .find(|l| {
-            l.contents.get("config").map(String::as_str) == Some(config)
-                && l.contents
-                    .get("plugin")
-                    .is_some_and(|p| p.starts_with("flusher_syslog") && p.ends_with("/buffer"))
-        })
-        .map(|l| {
-            l.contents
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+    e2e_tests::file::buffer_stats(&run.stdout(), config, "flusher_syslog").unwrap_or_default()
 }
 
 /// The flusher detail for Fluent Bit on `port` (the header fields its parsers expect).
@@ -302,39 +286,6 @@ fn syslog_tcp_into_fluent_bit_exactly_once_and_across_a_kill() {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 / localhost, as PEM files in `dir`: returns
-/// (ca, cert, key) paths.
-fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "scale_syslog test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 /// 5,000 lines as RFC 5424, octet counting over TLS (our CA, verified) → Fluent Bit's
 /// `syslog` input with `tls on`: each line exactly once.
 #[test]
@@ -344,7 +295,7 @@ fn syslog_tls_into_fluent_bit_exactly_once() {
     };
     const N: u64 = 5_000;
     let (dir, logs) = test_dir("syslog-tls");
-    let (ca, cert, key) = make_certs(dir.path());
+    let (ca, cert, key) = make_pki(dir.path());
     let port = free_port();
     let out = dir.path().join("out.log");
     let tls = format!(
